@@ -1,0 +1,22 @@
+# radiodiff: the whole study, end to end. `snakemake --cores all` (README).
+# Values come from params.yaml only (also read by DVC); select a scale with `radiodiff scale NAME`.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/eda.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,212 @@
+"""``radiodiff``: one subcommand per pipeline stage (named like the stage's verb), plus tools.
+
+Snakemake rules and DVC stages call these subcommands with identical arguments. Each reads
+``--params`` (default ``params.yaml``) and receives only the keys its stage declares
+(:mod:`radiodiff.stages`). User mistakes print one line and exit non-zero; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from radiodiff.core.errors import DataError, RadiodiffError
+from radiodiff.core.params import load_params, select, write_scale
+from radiodiff.stages import STAGES
+
+
+def stage_params(args, stage: str) -> dict:
+    return select(load_params(args.params), list(STAGES[stage].params))
+
+
+def _progress(desc: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, file=sys.stderr, mininterval=2.0)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _done(summary: dict, t0: float) -> None:
+    summary = {**summary, "seconds": round(time.time() - t0, 2)}
+    print(json.dumps(summary, default=str))
+
+
+def cmd_synthesize(args) -> None:
+    t0 = time.time()
+    if args.dataset == "radiomapseer":
+        from radiodiff.synthetic.radiomapseer import UrbanModel, synthesize
+
+        p = stage_params(args, "synthesize_radiomapseer")["synthesize_radiomapseer"] if args.params else {}
+        for flag in ("maps", "tx_per_map", "seed"):
+            if getattr(args, flag) is not None:
+                p[flag] = getattr(args, flag)
+        missing = [k for k in ("maps", "tx_per_map") if k not in p]
+        if missing:
+            raise RadiodiffError(f"synthesize radiomapseer: give --{missing[0].replace('_', '-')} or --params")
+        model = UrbanModel(**{k: p[k] for k in UrbanModel.__dataclass_fields__ if k in p})
+        keys = ("seed", "size_px", "building_fraction", "cars", "cars_per_map")
+        summary = synthesize(
+            args.out,
+            p["maps"],
+            p["tx_per_map"],
+            model=model,
+            progress=_progress("synthesize radiomapseer"),
+            **{k: p[k] for k in keys if k in p},
+        )
+    else:
+        from radiodiff.synthetic.icassp import synthesize
+
+        p = stage_params(args, "synthesize_icassp")["synthesize_icassp"] if args.params else {}
+        for flag in ("buildings", "seed"):
+            if getattr(args, flag) is not None:
+                p[flag] = getattr(args, flag)
+        if "buildings" not in p:
+            raise RadiodiffError("synthesize icassp: give --buildings or --params")
+        p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
+        summary = synthesize(args.out, progress=_progress("synthesize icassp"), **p)
+    _done({"stage": f"synthesize_{args.dataset}", "out": args.out, **summary}, t0)
+
+
+def cmd_validate(args) -> None:
+    t0 = time.time()
+    from radiodiff.core.io import write_json
+
+    if args.dataset == "radiomapseer":
+        from radiodiff.data.validate_radiomapseer import validate
+
+        d = stage_params(args, "validate_radiomapseer")["data"]["radiomapseer"]
+        report = validate(args.root, simulation=d["simulation"], condition=d["condition"])
+    else:
+        from radiodiff.data.validate_icassp import validate
+
+        report = validate(args.root, task=stage_params(args, "validate_icassp")["data"]["icassp"]["task"])
+    for w in report.get("warnings", [])[:10]:
+        print(f"warning: {w}", file=sys.stderr)
+    if not report["ok"]:
+        problems = report["problems"]
+        listing = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise DataError(f"{args.root}: {len(problems)} problem(s) found:\n{listing}{more}")
+    if args.out:
+        write_json(args.out, report)
+    _done({"stage": f"validate_{args.dataset}", "ok": True, "counts": report.get("counts")}, t0)
+
+
+def cmd_edges(args) -> None:
+    t0 = time.time()
+    from radiodiff.data.edges import extract_edges
+
+    p = stage_params(args, "edges")
+    sim = p["data"]["radiomapseer"]["simulation"]
+    summary = extract_edges(Path(args.root) / "gain" / sim, args.out, **p["edges"])
+    _done({"stage": "edges", **summary}, t0)
+
+
+def cmd_arrange(args) -> None:
+    t0 = time.time()
+    from radiodiff.data.arrange_icassp import arrange
+
+    p = stage_params(args, "arrange_icassp")
+    d = p["data"]["icassp"]
+    summary = arrange(args.root, args.out, task=d["task"], split_cfg=d["split"], **p["arrange_icassp"])
+    _done({"stage": "arrange_icassp", **summary}, t0)
+
+
+def cmd_crop(args) -> None:
+    t0 = time.time()
+    from radiodiff.data.tx_crop import crop
+
+    summary = crop(args.arranged, args.out, **stage_params(args, "crop_icassp")["crop_icassp"])
+    _done({"stage": "crop_icassp", **summary}, t0)
+
+
+def cmd_eda(args) -> None:
+    t0 = time.time()
+    from radiodiff.eda.analysis import run_eda
+
+    summary = run_eda(args.radiomapseer, args.icassp, args.out, stage_params(args, "eda"))
+    _done({"stage": "eda", **summary}, t0)
+
+
+def cmd_scale(args) -> None:
+    path = write_scale(args.name, repo=args.repo)
+    print(f"wrote {path} from params/{args.name}.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stage_cmd(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.set_defaults(func=func)
+        return p
+
+    p = stage_cmd("synthesize", "write a physics-based synthetic dataset in the real layout", cmd_synthesize)
+    p.add_argument("dataset", choices=["radiomapseer", "icassp"])
+    p.add_argument("out", help="output folder (replaced atomically)")
+    p.add_argument("--maps", type=int, help="radiomapseer: number of maps")
+    p.add_argument("--tx-per-map", type=int, help="radiomapseer: transmitters per map")
+    p.add_argument("--buildings", type=int, help="icassp: number of buildings")
+    p.add_argument("--seed", type=int, help="generator seed")
+    p.set_defaults(params=None)
+    p.epilog = "Values come from --params FILE when given, flags override them."
+
+    p = stage_cmd("validate", "check a dataset folder; write a JSON report or list the problems", cmd_validate)
+    p.add_argument("dataset", choices=["radiomapseer", "icassp"])
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--out", help="JSON report path (written only when the folder is valid)")
+
+    p = stage_cmd("edges", "edge maps of the RadioMapSeer gain maps", cmd_edges)
+    p.add_argument("root", help="RadioMapSeer folder")
+    p.add_argument("out", help="output folder of edge PNGs")
+
+    p = stage_cmd("arrange", "ICASSP 3-channel inputs (reflectance, transmittance, FSPL with pattern)", cmd_arrange)
+    p.add_argument("root", help="ICASSP 2025 folder")
+    p.add_argument("out", help="output folder")
+
+    p = stage_cmd("crop", "Tx-aware fixed-size crops of the arranged ICASSP samples", cmd_crop)
+    p.add_argument("arranged", help="arrange output folder")
+    p.add_argument("out", help="output folder")
+
+    p = stage_cmd("eda", "exploratory figures and eda.json for both datasets", cmd_eda)
+    p.add_argument("--radiomapseer", required=True, help="RadioMapSeer folder")
+    p.add_argument("--icassp", required=True, help="ICASSP 2025 folder")
+    p.add_argument("--out", required=True, help="output folder (figures + eda.json)")
+
+    p = sub.add_parser("scale", help="write the preset params/NAME.yaml into params.yaml (quick, paper, ci)")
+    p.add_argument("name")
+    p.add_argument("--repo", default=".", help="repository root (default: .)")
+    p.set_defaults(func=cmd_scale)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RadiodiffError as e:
+        print(f"radiodiff: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("radiodiff: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared plumbing: errors, parameter loading and validation, atomic file I/O."""

@@ -1,0 +1,1 @@
+"""Readers, validation, ICASSP arrangement, Tx-aware cropping and edge extraction."""

@@ -1,0 +1,206 @@
+"""RadioMapSeer reader: discovery, split by map, condition and target tensors.
+
+Works on the real dataset and on the synthetic one alike (same layout, REFERENCE.md §1).
+Maps and transmitters are discovered from ``antenna/{map}.json`` (its list length is the
+number of Tx); nothing assumes 701 maps × 80 Tx. The Tx position is read from
+``png/antennas/{map}_{tx}.png`` (authoritative); a JSON/PNG disagreement is a warning.
+
+Resolution (SPEC Contracts): gain maps and the building mask are area-averaged down to the
+model's ``image_size``; the Tx channel is one-hot at the downsampled Tx pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from radiodiff.core.errors import DataError
+from radiodiff.core.io import read_json, read_png
+from radiodiff.data.splits import split_ids
+from radiodiff.physics.propagation import log_distance_db
+
+CONDITIONS = ("static", "dynamic", "physics")
+FREQUENCY_HZ = 5.9e9
+PG_FLOOR_DB, PG_MAX_DB = -147.0, -47.84
+
+
+@dataclass(frozen=True)
+class Sample:
+    map_id: int
+    tx: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.map_id}_{self.tx}"
+
+
+def discover_maps(root: str | Path) -> dict[int, int]:
+    """``{map id: number of Tx}`` from ``antenna/*.json``, sorted by id."""
+    adir = Path(root) / "antenna"
+    if not adir.is_dir():
+        raise DataError(f"{adir}: folder not found (is data.radiomapseer.root a RadioMapSeer folder?)")
+    maps = {}
+    for p in adir.glob("*.json"):
+        if not p.stem.isdigit():
+            continue
+        txs = read_json(p)
+        if not isinstance(txs, list):
+            raise DataError(f"{p}: expected a list of [x, y] transmitter positions")
+        maps[int(p.stem)] = len(txs)
+    if not maps:
+        raise DataError(f"{adir}: no {{map}}.json files")
+    return dict(sorted(maps.items()))
+
+
+def split_maps(root, split_cfg: dict) -> dict[str, list[int]]:
+    """Disjoint train/val/test map ids (SPEC Contracts: Splits)."""
+    return split_ids(discover_maps(root), **split_cfg)
+
+
+def tx_position(path: str | Path) -> tuple[int, int]:
+    """(row, col) of the single bright pixel of an antenna PNG."""
+    img = read_png(path, mode="L")
+    peak = img.max()
+    if peak == 0:
+        raise DataError(f"{path}: no transmitter pixel (image is all 0)")
+    rows, cols = np.nonzero(img == peak)
+    if len(rows) != 1:
+        raise DataError(f"{path}: expected one transmitter pixel, found {len(rows)}")
+    return int(rows[0]), int(cols[0])
+
+
+def area_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """Area-average a float map to size×size (identity when already that size)."""
+    if img.shape == (size, size):
+        return img.astype(np.float32)
+    return cv2.resize(img.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def tx_onehot(tx_rc: tuple[int, int], shape: tuple[int, int], size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One-hot Tx channel at the downsampled Tx pixel, and that pixel."""
+    r = min(int(tx_rc[0] * size / shape[0]), size - 1)
+    c = min(int(tx_rc[1] * size / shape[1]), size - 1)
+    out = np.zeros((size, size), dtype=np.float32)
+    out[r, c] = 1.0
+    return out, (r, c)
+
+
+def physics_prior(shape: tuple[int, int], tx_rc, exponent: float, pixel_size_m: float = 1.0) -> np.ndarray:
+    """Log-distance path gain on RadioMapSeer's [0, 1] gray scale (no shadowing)."""
+    rows, cols = np.indices(shape, dtype=np.float64)
+    d = np.hypot(rows - tx_rc[0], cols - tx_rc[1]) * pixel_size_m
+    pg = -log_distance_db(np.maximum(d, 1.0), FREQUENCY_HZ, exponent)
+    return np.clip((pg - PG_FLOOR_DB) / (PG_MAX_DB - PG_FLOOR_DB), 0.0, 1.0).astype(np.float32)
+
+
+class RadioMapSeerDataset(Dataset):
+    """One item per (map, Tx) of a split.
+
+    Item: ``condition`` 3×S×S and ``target`` 1×S×S in [−1, 1]; ``buildings`` 1×S×S in [0, 1]
+    (area fraction); ``tx`` (row, col) at the model resolution; ``name`` "{map}_{tx}".
+    Condition channels: static ``[buildings, Tx, buildings]``, dynamic ``[buildings, Tx, cars]``,
+    physics ``[buildings, Tx, log-distance prior]``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        simulation: str = "DPM",
+        condition: str = "static",
+        image_size: int = 64,
+        split_cfg: dict | None = None,
+        gain_threshold: float = 0.0,
+        physics_exponent: float = 2.5,
+        maps: list[int] | None = None,
+    ):
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+        self.root = Path(root)
+        self.simulation, self.condition, self.size = simulation, condition, image_size
+        self.gain_threshold, self.physics_exponent = gain_threshold, physics_exponent
+        n_tx = discover_maps(self.root)
+        if maps is None:
+            maps = split_ids(n_tx, **(split_cfg or {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 42}))[split]
+        self.samples = [Sample(m, t) for m in maps for t in range(n_tx[m])]
+        self._buildings: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def buildings(self, map_id: int) -> np.ndarray:
+        """Full-resolution building mask (bool) of a map, cached."""
+        if map_id not in self._buildings:
+            self._buildings[map_id] = read_png(self.root / "png/buildings_complete" / f"{map_id}.png", "L") > 127
+        return self._buildings[map_id]
+
+    def gain(self, s: Sample) -> np.ndarray:
+        """Full-resolution gain map on [0, 1] (gray/255), RadioUNet's threshold applied if set."""
+        g = read_png(self.root / "gain" / self.simulation / f"{s.name}.png", "L").astype(np.float32) / 255.0
+        if self.gain_threshold > 0:
+            g = np.maximum(g, self.gain_threshold)
+            g = (g - self.gain_threshold) / (1.0 - self.gain_threshold)
+        return g
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.samples[i]
+        b = self.buildings(s.map_id)
+        g = self.gain(s)
+        if g.shape != b.shape:
+            raise DataError(f"{self.root / 'gain' / self.simulation / (s.name + '.png')}: size {g.shape} != buildings {b.shape}")
+        tx_full = tx_position(self.root / "png/antennas" / f"{s.name}.png")
+        size = self.size
+        b_small = area_resize(b.astype(np.float32), size)
+        tx_map, tx_small = tx_onehot(tx_full, b.shape, size)
+        if self.condition == "static":
+            third = b_small
+        elif self.condition == "dynamic":
+            cars = read_png(self.root / "png/cars" / f"{s.map_id}.png", "L") > 127
+            third = area_resize(cars.astype(np.float32), size)
+        else:
+            scale = b.shape[0] / size  # metres per model pixel (1 m/pixel at full size)
+            third = physics_prior((size, size), tx_small, self.physics_exponent, pixel_size_m=scale)
+            third = third * (b_small < 0.5)
+        cond = np.stack([b_small, tx_map, third]) * 2.0 - 1.0
+        target = area_resize(g, size)[None] * 2.0 - 1.0
+        return {
+            "condition": torch.from_numpy(cond.astype(np.float32)),
+            "target": torch.from_numpy(target.astype(np.float32)),
+            "buildings": torch.from_numpy(b_small[None]),
+            "tx": tx_small,
+            "name": s.name,
+        }
+
+
+def real_layout_from_gain_maps(gain_dir: str | Path, out: str | Path, map_id: int = 0, simulation: str = "DPM") -> Path:
+    """Rebuild a RadioMapSeer folder from gain maps alone (as ``shared/real`` ships them):
+    buildings = pixels that are 0 in every gain map of the map; Tx = argmax of each map.
+
+    ``gain_dir`` holds ``{map}_{tx}.png``; returns ``out``.
+    """
+    from radiodiff.core.io import write_json, write_png
+
+    gain_dir, out = Path(gain_dir), Path(out)
+    files = sorted(gain_dir.glob(f"{map_id}_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+    if not files:
+        raise DataError(f"{gain_dir}: no {map_id}_{{tx}}.png gain maps")
+    gains = [read_png(p, "L") for p in files]
+    buildings = np.all(np.stack(gains) == 0, axis=0)
+    for d in ("antenna", f"gain/{simulation}", "png/buildings_complete", "png/antennas"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    write_png(out / "png/buildings_complete" / f"{map_id}.png", (buildings * 255).astype(np.uint8))
+    txs = []
+    for t, (p, g) in enumerate(zip(files, gains, strict=True)):
+        r, c = np.unravel_index(int(np.argmax(g)), g.shape)
+        txs.append([int(c), int(r)])
+        onehot = np.zeros_like(g)
+        onehot[r, c] = 255
+        write_png(out / "png/antennas" / f"{map_id}_{t}.png", onehot)
+        write_png(out / f"gain/{simulation}" / f"{map_id}_{t}.png", g)
+    write_json(out / "antenna" / f"{map_id}.json", txs)
+    return out

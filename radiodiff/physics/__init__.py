@@ -1,0 +1,1 @@
+"""Propagation physics: free-space and log-distance loss, ray casting, geodesics, antenna gains."""

@@ -1,0 +1,40 @@
+"""The pipeline's stages as radiodiff sees them: the params keys each reads and the library
+subpackages each runs.
+
+This table is engine-neutral: the CLI hands a stage only its declared keys (reading any other
+raises), the Snakemake rules declare exactly these params and code inputs, and a test checks
+that ``dvc.yaml`` declares the same (tests/test_parity.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    params: tuple[str, ...]  # dotted params.yaml keys
+    code: tuple[str, ...]  # radiodiff/ subpackages
+
+
+_DATA = ("core", "physics", "data")
+
+STAGES: dict[str, Stage] = {
+    "synthesize_radiomapseer": Stage(("synthesize_radiomapseer",), ("core", "physics", "synthetic")),
+    "synthesize_icassp": Stage(("synthesize_icassp",), ("core", "physics", "synthetic")),
+    "validate_radiomapseer": Stage(("data.radiomapseer.simulation", "data.radiomapseer.condition"), _DATA),
+    "validate_icassp": Stage(("data.icassp.task",), _DATA),
+    "edges": Stage(("edges", "data.radiomapseer.simulation"), _DATA),
+    "arrange_icassp": Stage(("arrange_icassp", "data.icassp.task", "data.icassp.split"), _DATA),
+    "crop_icassp": Stage(("crop_icassp",), _DATA),
+    "eda": Stage(
+        (
+            "eda",
+            "data.radiomapseer.simulation",
+            "data.radiomapseer.split",
+            "data.icassp.task",
+            "data.icassp.split",
+        ),
+        (*_DATA, "eda"),
+    ),
+}

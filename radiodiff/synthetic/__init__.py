@@ -1,0 +1,1 @@
+"""Physics-based synthetic datasets written in the real on-disk layouts."""

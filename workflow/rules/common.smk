@@ -1,0 +1,34 @@
+# Helpers shared by the rules. The params keys and library code of each stage come from
+# radiodiff.stages (the same table the CLI uses); tests/test_parity.py checks dvc.yaml
+# declares the same.
+from pathlib import Path
+
+from radiodiff.stages import STAGES
+
+RADIOMAPSEER_ROOT = config["data"]["radiomapseer"]["root"]
+ICASSP_ROOT = config["data"]["icassp"]["root"]
+
+
+def declared_params(stage):
+    """The stage's params keys as Snakemake params (dots become '__'), so editing one re-runs it."""
+    return {
+        key.replace(".", "__"): lookup(dpath=key.replace(".", "/"), within=config)
+        for key in STAGES[stage].params
+    }
+
+
+def code(stage):
+    """The library files a stage runs (its radiodiff/ subpackages), as inputs."""
+    return sorted(
+        str(p) for pkg in STAGES[stage].code for p in Path("radiodiff", pkg).rglob("*.py")
+    )
+
+
+def all_targets():
+    return [
+        "data/validation/radiomapseer.json",
+        "data/validation/icassp.json",
+        "data/radiomapseer/edges",
+        "data/icassp/crops",
+        "results/eda",
+    ]
