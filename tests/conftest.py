@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny datasets built in tmp_path, the real samples in ../shared/real,
+and throwaway copies of the repository for end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "real" / "radiomapseer_map0"
+VENV_BIN = Path(sys.executable).parent
+
+
+def need_real() -> Path:
+    if not (REAL / "gain_DPM").is_dir():
+        pytest.skip(f"real RadioMapSeer samples not found at {REAL} (only present beside the project checkout)")
+    return REAL
+
+
+@pytest.fixture
+def real_root(tmp_path) -> Path:
+    """A RadioMapSeer folder rebuilt from ../shared/real (buildings = gain 0 everywhere, Tx = argmax)."""
+    from radiodiff.data.radiomapseer import real_layout_from_gain_maps
+
+    return real_layout_from_gain_maps(need_real() / "gain_DPM", tmp_path / "real_radiomapseer")
+
+
+@pytest.fixture(scope="session")
+def tiny_radiomapseer(tmp_path_factory) -> Path:
+    from radiodiff.synthetic.radiomapseer import synthesize
+
+    out = tmp_path_factory.mktemp("rms") / "radiomapseer"
+    synthesize(out, maps=5, tx_per_map=2, seed=1, size_px=64, cars=True, cars_per_map=6)
+    return out
+
+
+def env_with_venv() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with the project's environment; on failure show its output."""
+    p = subprocess.run(cmd, cwd=cwd, env=env_with_venv(), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p
+
+
+def repo_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files of the checkout (what a clone would hold)."""
+    p = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [f for f in p.stdout.split("\0") if f and (REPO / f).is_file()]
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """A fresh copy of the repository as a git repo (DVC needs one), at the ci scale."""
+    dest = tmp_path / "repo"
+    for f in repo_files():
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, dest / f)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
+    run(["radiodiff", "scale", "ci"], cwd=dest)
+    return dest
+
+
+def edit_params(repo: Path, key: str, value) -> None:
+    """Set a dotted key in the copy's params.yaml."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    node = params
+    *parents, last = key.split(".")
+    for k in parents:
+        node = node[k]
+    node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def snakemake_ran(output: str) -> set[str]:
+    """Rule names Snakemake executed, from its log."""
+    return set(re.findall(r"^\s*(?:local)?rule (\w+):", output, flags=re.M)) - {"all"}
+
+
+def dvc_ran(output: str) -> set[str]:
+    """Stage names `dvc repro` executed."""
+    return set(re.findall(r"Running stage '([\w@-]+)'", output))

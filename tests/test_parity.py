@@ -1,0 +1,76 @@
+"""Snakemake and DVC must describe the same DAG, and both must match radiodiff.stages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radiodiff.stages import STAGES
+from tests.conftest import REPO, env_with_venv
+
+
+def spec(engine: str, repo: Path = REPO) -> dict:
+    p = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "dag_spec.py"), engine, str(repo)],
+        capture_output=True,
+        text=True,
+        env=env_with_venv(),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout)
+
+
+@pytest.fixture(scope="module")
+def specs() -> tuple[dict, dict]:
+    return spec("snakemake"), spec("dvc")
+
+
+def test_same_stage_names(specs):
+    smk, dvc = specs
+    assert sorted(smk["stages"]) == sorted(dvc["stages"])
+    assert set(smk["stages"]) <= set(STAGES), "every rule is a stage radiodiff knows"
+
+
+@pytest.mark.parametrize("field", ["cmd", "deps", "outs", "params"])
+def test_same_stage_fields(specs, field):
+    smk, dvc = specs
+    diffs = {
+        name: (s[field], dvc["stages"][name][field])
+        for name, s in smk["stages"].items()
+        if s[field] != dvc["stages"][name][field]
+    }
+    assert not diffs, f"Snakemake vs DVC {field} differ: {diffs}"
+
+
+def test_same_edges(specs):
+    smk, dvc = specs
+    assert smk["edges"] == dvc["edges"]
+    assert ["validate_radiomapseer", "edges"] in smk["edges"]
+    assert ["arrange_icassp", "crop_icassp"] in smk["edges"]
+
+
+def test_declared_params_and_code_match_the_library_table(specs):
+    smk, _ = specs
+    for name, s in smk["stages"].items():
+        assert s["params"] == sorted(STAGES[name].params), name
+        code = sorted(d for d in s["deps"] if d.startswith("radiodiff/"))
+        assert code == sorted(f"radiodiff/{pkg}" for pkg in STAGES[name].code), name
+
+
+def test_parity_check_catches_a_drift(tmp_path):
+    """Edit one stage's params in a copy of dvc.yaml: the DVC spec must then differ."""
+    import shutil
+
+    for f in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / f, tmp_path / f)
+    shutil.copytree(REPO / "radiodiff", tmp_path / "radiodiff")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".dvc").mkdir()
+    text = (tmp_path / "dvc.yaml").read_text().replace("      - edges\n", "      - eda\n", 1)
+    (tmp_path / "dvc.yaml").write_text(text)
+    drifted = spec("dvc", tmp_path)["stages"]["edges"]["params"]
+    assert drifted != sorted(STAGES["edges"].params)

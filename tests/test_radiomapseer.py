@@ -1,0 +1,246 @@
+"""Synthetic RadioMapSeer physics, realism against the real samples, reader and validation."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from radiodiff.core.errors import DataError
+from radiodiff.core.io import read_png, write_png
+from radiodiff.data.radiomapseer import RadioMapSeerDataset, discover_maps, split_maps, tx_position
+from radiodiff.data.validate_radiomapseer import validate
+from radiodiff.physics.propagation import fspl_db, geodesic_distance, line_of_sight
+from radiodiff.synthetic.radiomapseer import (
+    UrbanModel,
+    city_layout,
+    gain_db_to_gray,
+    gray_to_gain_db,
+    path_gain_db,
+    synthesize,
+)
+from tests.conftest import need_real
+
+# ---------------------------------------------------------------- physics
+
+
+@pytest.mark.parametrize("f_hz, expected", [(868e6, 31.2), (1.8e9, 37.6), (3.5e9, 43.3), (5.9e9, 47.86)])
+def test_fspl_at_one_metre(f_hz, expected):
+    assert fspl_db(1.0, f_hz) == pytest.approx(expected, abs=0.05)
+
+
+def test_fspl_grows_20_db_per_decade():
+    assert fspl_db(100.0, 5.9e9) - fspl_db(10.0, 5.9e9) == pytest.approx(20.0, abs=1e-9)
+
+
+def test_gray_encoding_round_trips_and_matches_reference():
+    # −47.84 dB is the brightest level, −147 dB and below are 0 (REFERENCE.md §1).
+    assert gain_db_to_gray(np.array([-47.84, -147.0, -200.0])).tolist() == [255, 0, 0]
+    g = np.arange(1, 256, dtype=np.uint8)
+    assert np.array_equal(gain_db_to_gray(gray_to_gain_db(g)), g)
+
+
+def test_los_gain_decays_with_distance_as_log_distance():
+    free = np.zeros((128, 128), dtype=bool)
+    model = UrbanModel()
+    pg = path_gain_db(free, (64, 10), model)
+    d1, d2 = 10.0, 100.0
+    drop = pg[64, 10 + int(d1)] - pg[64, 10 + int(d2)]
+    assert drop == pytest.approx(10 * model.los_exponent * math.log10(d2 / d1), abs=1e-6)
+    assert pg[64, 11] == pytest.approx(-fspl_db(1.0, model.frequency_hz), abs=1e-6)
+
+
+def test_shadow_behind_a_building():
+    b = np.zeros((96, 96), dtype=bool)
+    b[40:56, 40:50] = True  # a block east of the Tx
+    tx = (48, 20)
+    pg = path_gain_db(b, tx, UrbanModel())
+    los = line_of_sight(b, tx)
+    # (48, 70) is behind the block, (18, 60) is in sight; both are 50 m from the Tx.
+    assert not los[48, 70] and los[18, 60]
+    assert pg[48, 70] < pg[18, 60] - UrbanModel().nlos_step_db
+    assert np.isneginf(pg[b]).all()
+
+
+def test_geodesic_goes_around_the_wall():
+    free = np.ones((40, 40), dtype=bool)
+    free[5:40, 20] = False  # a wall with a gap at the top
+    geo = geodesic_distance(free, (30, 10))
+    assert geo[30, 30] > 40  # must climb to row 4 and back
+    assert np.isinf(geo[30, 20])
+
+
+def test_synthesize_is_deterministic_and_in_layout(tmp_path):
+    a = synthesize(tmp_path / "a", maps=2, tx_per_map=2, seed=3, size_px=64)
+    synthesize(tmp_path / "b", maps=2, tx_per_map=2, seed=3, size_px=64)
+    synthesize(tmp_path / "c", maps=2, tx_per_map=2, seed=4, size_px=64)
+    assert a["maps"] == 2
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert [str(f) for f in files] == [
+        "antenna/0.json",
+        "antenna/1.json",
+        "gain/DPM/0_0.png",
+        "gain/DPM/0_1.png",
+        "gain/DPM/1_0.png",
+        "gain/DPM/1_1.png",
+        "png/antennas/0_0.png",
+        "png/antennas/0_1.png",
+        "png/antennas/1_0.png",
+        "png/antennas/1_1.png",
+        "png/buildings_complete/0.png",
+        "png/buildings_complete/1.png",
+    ]
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert (tmp_path / "a/gain/DPM/0_0.png").read_bytes() != (tmp_path / "c/gain/DPM/0_0.png").read_bytes()
+    # building pixels are 0, the Tx pixel is the brightest, JSON agrees with the antenna PNG
+    b = read_png(tmp_path / "a/png/buildings_complete/0.png") > 0
+    g = read_png(tmp_path / "a/gain/DPM/0_0.png")
+    assert (g[b] == 0).all()
+    r, c = tx_position(tmp_path / "a/png/antennas/0_0.png")
+    assert g[r, c] == g.max()
+    assert json.loads((tmp_path / "a/antenna/0.json").read_text())[0] == [c, r]
+
+
+def test_cars_variant(tiny_radiomapseer):
+    assert (tiny_radiomapseer / "png/cars/0.png").is_file()
+    dpm = read_png(tiny_radiomapseer / "gain/DPM/0_0.png").astype(int)
+    cars = read_png(tiny_radiomapseer / "gain/carsDPM/0_0.png").astype(int)
+    assert (cars <= dpm).all()  # cars only add loss
+
+
+def test_synthetic_maps_resemble_real_ones():
+    """Pooled non-building gray percentiles within 15 levels of the real maps; building fraction 0.15–0.35."""
+    real = need_real()
+    gains = [read_png(p) for p in sorted((real / "gain_DPM").glob("*.png"))]
+    real_b = np.all(np.stack(gains) == 0, axis=0)
+    real_vals = np.concatenate([g[~real_b] for g in gains])
+    model, vals, fractions = UrbanModel(), [], []
+    for m in range(12):
+        rng = np.random.default_rng([7, m])
+        b = city_layout(rng, 256)
+        fractions.append(b.mean())
+        rr, cc = np.nonzero(~b)
+        for _ in range(3):
+            i = rng.integers(len(rr))
+            vals.append(gain_db_to_gray(path_gain_db(b, (rr[i], cc[i]), model))[~b])
+    syn, ref = np.percentile(np.concatenate(vals), [10, 50, 90]), np.percentile(real_vals, [10, 50, 90])
+    assert np.abs(syn - ref).max() <= 15, f"synthetic p10/p50/p90 {syn} vs real {ref}"
+    assert 0.15 <= np.mean(fractions) <= 0.35
+
+
+# ---------------------------------------------------------------- reader
+
+
+def test_discovery_and_split_are_disjoint(tiny_radiomapseer):
+    assert discover_maps(tiny_radiomapseer) == {m: 2 for m in range(5)}
+    s = split_maps(tiny_radiomapseer, {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 42})
+    assert sorted(s["train"] + s["val"] + s["test"]) == list(range(5))
+    assert len(s["train"]) == 3 and len(s["val"]) == 1 and len(s["test"]) == 1
+
+
+def test_split_follows_numpy_seed_42():
+    from radiodiff.data.splits import split_ids
+
+    order = np.arange(10)
+    np.random.seed(42)
+    np.random.shuffle(order)
+    s = split_ids(range(10), 0.6, 0.2, 0.2, seed=42)
+    assert s["train"] == sorted(order[:6].tolist()) and s["test"] == sorted(order[8:].tolist())
+
+
+@pytest.mark.parametrize("condition", ["static", "dynamic", "physics"])
+def test_reader_items(tiny_radiomapseer, condition):
+    ds = RadioMapSeerDataset(
+        tiny_radiomapseer,
+        "train",
+        condition=condition,
+        image_size=32,
+        split_cfg={"train": 0.6, "val": 0.2, "test": 0.2, "seed": 42},
+    )
+    assert len(ds) == 3 * 2
+    item = ds[0]
+    assert item["condition"].shape == (3, 32, 32) and item["target"].shape == (1, 32, 32)
+    assert item["condition"].min() >= -1 and item["condition"].max() <= 1
+    # Tx channel: one-hot at the downsampled Tx pixel
+    tx = item["condition"][1]
+    assert (tx == 1).sum() == 1 and (tx == -1).sum() == 32 * 32 - 1
+    r, c = item["tx"]
+    assert tx[r, c] == 1
+    # area averaging: the target is the mean of 2×2 blocks of gray/255
+    m, t = item["name"].split("_")
+    full = read_png(tiny_radiomapseer / f"gain/DPM/{m}_{t}.png").astype(np.float32) / 255
+    expect = full.reshape(32, 2, 32, 2).mean(axis=(1, 3)) * 2 - 1
+    assert np.allclose(item["target"][0].numpy(), expect, atol=1e-5)
+    if condition == "static":
+        assert np.allclose(item["condition"][0], item["condition"][2])
+
+
+def test_reader_on_real_samples(real_root):
+    """The reader takes a folder rebuilt from ../shared/real as it takes synthetic ones."""
+    assert discover_maps(real_root) == {0: 4}
+    ds = RadioMapSeerDataset(real_root, maps=[0], image_size=64)
+    item = ds[0]
+    building_fraction = float((item["buildings"] > 0.5).float().mean())
+    assert 0.2 < building_fraction < 0.3
+    gain = read_png(real_root / "gain/DPM/0_0.png")
+    assert tx_position(real_root / "png/antennas/0_0.png") == np.unravel_index(gain.argmax(), gain.shape)
+    assert validate(real_root)["ok"]
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _copy(src, tmp_path):
+    dst = tmp_path / "ds"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_validate_clean(tiny_radiomapseer):
+    r = validate(tiny_radiomapseer)
+    assert r["ok"] and r["problems"] == [] and r["counts"]["samples"] == 10
+
+
+def test_validate_missing_png(tiny_radiomapseer, tmp_path):
+    ds = _copy(tiny_radiomapseer, tmp_path)
+    (ds / "gain/DPM/3_1.png").unlink()
+    r = validate(ds)
+    assert not r["ok"] and any("gain/DPM/3_1.png" in p and "not found" in p for p in r["problems"])
+
+
+def test_validate_corrupt_png(tiny_radiomapseer, tmp_path):
+    ds = _copy(tiny_radiomapseer, tmp_path)
+    (ds / "png/buildings_complete/2.png").write_bytes(b"not a png")
+    r = validate(ds)
+    assert not r["ok"] and any("buildings_complete/2.png" in p and "unreadable" in p for p in r["problems"])
+
+
+def test_validate_size_mismatch(tiny_radiomapseer, tmp_path):
+    ds = _copy(tiny_radiomapseer, tmp_path)
+    write_png(ds / "gain/DPM/1_0.png", np.zeros((32, 32), np.uint8))
+    r = validate(ds)
+    assert not r["ok"] and any("gain/DPM/1_0.png" in p and "size" in p for p in r["problems"])
+
+
+def test_validate_tx_outside_map(tiny_radiomapseer, tmp_path):
+    ds = _copy(tiny_radiomapseer, tmp_path)
+    (ds / "antenna/4.json").write_text(json.dumps([[5, 5], [400, 12]]))
+    r = validate(ds)
+    assert not r["ok"] and any("antenna/4.json" in p and "outside" in p for p in r["problems"])
+
+
+def test_validate_missing_cars_for_dynamic(tiny_radiomapseer, tmp_path):
+    ds = _copy(tiny_radiomapseer, tmp_path)
+    (ds / "png/cars/0.png").unlink()
+    assert validate(ds, condition="static")["ok"]
+    r = validate(ds, condition="dynamic")
+    assert not r["ok"] and any("png/cars/0.png" in p for p in r["problems"])
+
+
+def test_reader_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="antenna"):
+        discover_maps(tmp_path)
