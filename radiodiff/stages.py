@@ -21,7 +21,8 @@ _DATA = ("core", "physics", "data")
 
 STAGES: dict[str, Stage] = {
     "synthesize_radiomapseer": Stage(("synthesize_radiomapseer",), ("core", "physics", "synthetic")),
-    "synthesize_icassp": Stage(("synthesize_icassp",), ("core", "physics", "synthetic")),
+    # the ICASSP generator reuses the layout's names and constants from radiodiff.data.icassp
+    "synthesize_icassp": Stage(("synthesize_icassp",), ("core", "physics", "data", "synthetic")),
     "validate_radiomapseer": Stage(("data.radiomapseer.simulation", "data.radiomapseer.condition"), _DATA),
     "validate_icassp": Stage(("data.icassp.task",), _DATA),
     "edges": Stage(("edges", "data.radiomapseer.simulation"), _DATA),

@@ -41,7 +41,7 @@ def snakemake_spec(repo: Path) -> dict:
                 continue
             inputs = dict(rule.input.items())
             cmd = re.sub(r"\s*>\s*\{log\}\s*2>&1\s*$", "", rule.shellcmd)
-            cmd = re.sub(r"\{input\.(\w+)\}", lambda m: str(inputs[m.group(1)]), cmd)
+            cmd = re.sub(r"\{input\.(\w+)\}", lambda m, inputs=inputs: str(inputs[m.group(1)]), cmd)
             stages[rule.name] = {
                 "cmd": cmd,
                 "deps": _collapse_code([str(p) for p in rule.input]),

@@ -48,7 +48,9 @@ def _key(path) -> str:
 def validate_params(params: Any, schema: dict, source: str = "params.yaml") -> None:
     """Raise :class:`ParamsError` naming the first invalid key (schema + cross-key rules)."""
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         e = errors[0]
         key = _key(e.absolute_path)
@@ -63,7 +65,9 @@ def validate_params(params: Any, schema: dict, source: str = "params.yaml") -> N
         split = params["data"][ds]["split"]
         total = split["train"] + split["val"] + split["test"]
         if abs(total - 1.0) > 1e-6:
-            raise ParamsError(f"{source}: invalid value for 'data.{ds}.split': train + val + test = {total:g}, must be 1")
+            raise ParamsError(
+                f"{source}: invalid value for 'data.{ds}.split': train + val + test = {total:g}, must be 1"
+            )
     for k in ("width_px", "height_px"):
         lo, hi = params["synthesize_icassp"][k]
         if lo > hi:
@@ -73,7 +77,9 @@ def validate_params(params: Any, schema: dict, source: str = "params.yaml") -> N
         raise ParamsError(f"{source}: invalid value for 'edges.low_threshold': above edges.high_threshold")
     c = params["crop_icassp"]
     if 2 * c["margin_px"] + 1 > c["size_px"]:
-        raise ParamsError(f"{source}: invalid value for 'crop_icassp.margin_px': 2*margin+1 exceeds size_px {c['size_px']}")
+        raise ParamsError(
+            f"{source}: invalid value for 'crop_icassp.margin_px': 2*margin+1 exceeds size_px {c['size_px']}"
+        )
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:

@@ -152,7 +152,9 @@ class RadioMapSeerDataset(Dataset):
         b = self.buildings(s.map_id)
         g = self.gain(s)
         if g.shape != b.shape:
-            raise DataError(f"{self.root / 'gain' / self.simulation / (s.name + '.png')}: size {g.shape} != buildings {b.shape}")
+            raise DataError(
+                f"{self.root / 'gain' / self.simulation / (s.name + '.png')}: size {g.shape} != buildings {b.shape}"
+            )
         tx_full = tx_position(self.root / "png/antennas" / f"{s.name}.png")
         size = self.size
         b_small = area_resize(b.astype(np.float32), size)
@@ -195,7 +197,7 @@ def real_layout_from_gain_maps(gain_dir: str | Path, out: str | Path, map_id: in
         (out / d).mkdir(parents=True, exist_ok=True)
     write_png(out / "png/buildings_complete" / f"{map_id}.png", (buildings * 255).astype(np.uint8))
     txs = []
-    for t, (p, g) in enumerate(zip(files, gains, strict=True)):
+    for t, g in enumerate(gains):
         r, c = np.unravel_index(int(np.argmax(g)), g.shape)
         txs.append([int(c), int(r)])
         onehot = np.zeros_like(g)

@@ -67,6 +67,7 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
                     problems.append(f"{cpath}: size differs from {bpath}")
             except DataError as e:
                 problems.append(str(e))
+        jpath = root / "antenna" / f"{m}.json"
         for t, (x, y) in enumerate(txs):
             apath = root / "png/antennas" / f"{m}_{t}.png"
             gpath = root / "gain" / simulation / f"{m}_{t}.png"
@@ -85,26 +86,30 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
             peak = a.max()
             rows, cols = np.nonzero(a == peak)
             if peak == 0 or len(rows) != 1:
-                problems.append(f"{apath}: expected exactly one transmitter pixel, found {0 if peak == 0 else len(rows)}")
+                problems.append(
+                    f"{apath}: expected exactly one transmitter pixel, found {0 if peak == 0 else len(rows)}"
+                )
                 continue
             r, c = int(rows[0]), int(cols[0])
             if not (0 <= x < shape[1] and 0 <= y < shape[0]):
-                problems.append(f"{root / 'antenna' / f'{m}.json'}: Tx {t} at [x={x}, y={y}] is outside the {shape[1]}x{shape[0]} map")
+                problems.append(f"{jpath}: Tx {t} at [x={x}, y={y}] is outside the {shape[1]}x{shape[0]} map")
                 continue
             if (round(x), round(y)) != (c, r):
-                warnings.append(f"{root / 'antenna' / f'{m}.json'}: Tx {t} [x={x}, y={y}] disagrees with {apath} (col={c}, row={r})")
+                warnings.append(f"{jpath}: Tx {t} [x={x}, y={y}] disagrees with {apath} (col={c}, row={r})")
             if bmask[r, c]:
                 warnings.append(f"{apath}: Tx on a building pixel")
             if g[bmask].max(initial=0) > 0:
                 warnings.append(f"{gpath}: {int((g[bmask] > 0).sum())} building pixels are not 0")
             gray_hist += np.bincount(g[~bmask].ravel(), minlength=256)
             n_samples += 1
-    for sim_png in (root / "gain" / simulation).glob("*.png") if (root / "gain" / simulation).is_dir() else []:
-        stem = sim_png.stem.split("_")
-        if len(stem) != 2 or not all(s.isdigit() for s in stem) or int(stem[0]) not in maps or int(stem[1]) >= len(maps[int(stem[0])]):
-            warnings.append(f"{sim_png}: no matching entry in antenna/*.json (unpaired, ignored)")
-    if not (root / "gain" / simulation).is_dir() and root.is_dir():
-        problems.append(f"{root / 'gain' / simulation}: folder not found")
+    gain_dir = root / "gain" / simulation
+    if gain_dir.is_dir():
+        expected = {f"{m}_{t}" for m, txs in maps.items() for t in range(len(txs))}
+        for png in sorted(gain_dir.glob("*.png")):
+            if png.stem not in expected:
+                warnings.append(f"{png}: no matching entry in antenna/*.json (unpaired, ignored)")
+    elif root.is_dir():
+        problems.append(f"{gain_dir}: folder not found")
 
     cdf = np.cumsum(gray_hist) / max(gray_hist.sum(), 1)
     report.update(

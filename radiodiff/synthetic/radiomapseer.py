@@ -16,7 +16,6 @@ detour) and a loss per metre of detour. Building pixels are 0, as in the data.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,0 +1,143 @@
+"""ICASSP arrangement: 3-channel model inputs with the antenna physics baked in (REFERENCE.md §2).
+
+Written (atomically) into ``out``::
+
+    inputs/{name}.png    RGB uint8: R = reflectance dB, G = transmittance dB (both copied),
+                         B = FSPL(max(d, min_distance), f) − G(θ) in dB, rounded, clipped to [0, 255]
+    targets/{name}.png   the path-loss gray, copied
+    metadata.csv         METADATA_COLUMNS; the split is by building (``split_ids``)
+
+The B channel replaces the raw distance with the "RadioDiff Enhanced" FSPL-with-pattern map,
+which is what the strong challenge entries fed their networks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from radiodiff.core.errors import DataError
+from radiodiff.core.io import atomic_dir, read_png, write_png
+from radiodiff.data.icassp import (
+    PIXEL_SIZE_M,
+    building_splits,
+    discover,
+    frequency_hz,
+    input_path,
+    output_path,
+    pattern_path,
+    positions_path,
+    read_positions,
+    write_metadata,
+)
+from radiodiff.physics.antenna import pattern_gain_db, read_pattern
+from radiodiff.physics.propagation import fspl_db, pixel_geometry
+
+METADATA_COLUMNS = [
+    "name",
+    "building",
+    "antenna",
+    "band",
+    "sample",
+    "frequency_hz",
+    "tx_col",
+    "tx_row",
+    "azimuth_deg",
+    "width",
+    "height",
+    "split",
+]
+
+
+def fspl_pattern_db(
+    shape: tuple[int, int],
+    tx_rc: tuple[float, float],
+    frequency_hz: float,
+    pattern: np.ndarray,
+    azimuth_deg: float,
+    min_distance_m: float = 0.1,
+    pixel_size_m: float = PIXEL_SIZE_M,
+) -> np.ndarray:
+    """Free-space loss minus the antenna gain toward each pixel, in dB (float)."""
+    dist_px, theta = pixel_geometry(shape, tx_rc)
+    d_m = np.maximum(dist_px * pixel_size_m, min_distance_m)
+    return fspl_db(d_m, frequency_hz) - pattern_gain_db(pattern, np.degrees(theta), azimuth_deg)
+
+
+def arrange(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    task: str,
+    split_cfg: dict,
+    min_distance_m: float = 0.1,
+    pixel_size_m: float = PIXEL_SIZE_M,
+) -> dict:
+    """Arrange every sample of ``Inputs/{task}`` under ``root`` into ``out``; returns a summary."""
+    root = Path(root)
+    ids = discover(root, task)
+    split_of = building_splits([s.building for s in ids], split_cfg)
+    positions: dict[Path, np.ndarray] = {}
+    patterns: dict[int, np.ndarray] = {}
+    rows = []
+    with atomic_dir(out) as tmp:
+        (tmp / "inputs").mkdir()
+        (tmp / "targets").mkdir()
+        for sid in ids:
+            in_path, out_path = input_path(root, task, sid), output_path(root, task, sid)
+            rgb = read_png(in_path, mode="RGB")[..., :3]
+            pl = read_png(out_path, mode="L")
+            if pl.shape != rgb.shape[:2]:
+                raise DataError(
+                    f"{out_path}: size {pl.shape[1]}×{pl.shape[0]} differs from its input's "
+                    f"{rgb.shape[1]}×{rgb.shape[0]} ({in_path})"
+                )
+            height, width = pl.shape
+
+            pos_path = positions_path(root, sid.building, sid.antenna, sid.band)
+            if pos_path not in positions:
+                positions[pos_path] = read_positions(pos_path)
+            if sid.sample >= len(positions[pos_path]):
+                raise DataError(f"{pos_path}: no row for sample S{sid.sample} ({len(positions[pos_path])} rows)")
+            x, y, azimuth = positions[pos_path][sid.sample]
+            if not (0 <= round(x) < width and 0 <= round(y) < height):
+                raise DataError(
+                    f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
+                )
+
+            if sid.antenna not in patterns:
+                pat_path = pattern_path(root, sid.antenna)
+                if not pat_path.is_file():
+                    raise DataError(f"{pat_path}: unknown antenna id Ant{sid.antenna} (no pattern file) for {in_path}")
+                patterns[sid.antenna] = read_pattern(pat_path)
+            freq = frequency_hz(sid.band, in_path)
+
+            fspl = fspl_pattern_db(
+                (height, width), (y, x), freq, patterns[sid.antenna], azimuth, min_distance_m, pixel_size_m
+            )
+            arranged = rgb.copy()
+            arranged[..., 2] = np.clip(np.rint(fspl), 0, 255).astype(np.uint8)
+            write_png(tmp / "inputs" / f"{sid.name}.png", arranged)
+            shutil.copyfile(out_path, tmp / "targets" / f"{sid.name}.png")
+            rows.append(
+                {
+                    "name": sid.name,
+                    "building": sid.building,
+                    "antenna": sid.antenna,
+                    "band": sid.band,
+                    "sample": sid.sample,
+                    "frequency_hz": f"{freq:.0f}",
+                    "tx_col": f"{x:g}",
+                    "tx_row": f"{y:g}",
+                    "azimuth_deg": f"{azimuth:g}",
+                    "width": width,
+                    "height": height,
+                    "split": split_of[sid.building],
+                }
+            )
+        write_metadata(tmp / "metadata.csv", rows, METADATA_COLUMNS)
+    counts = {k: sum(r["split"] == k for r in rows) for k in ("train", "val", "test")}
+    buildings = {k: sorted({r["building"] for r in rows if r["split"] == k}) for k in ("train", "val", "test")}
+    return {"samples": len(rows), "task": task, "samples_per_split": counts, "buildings_per_split": buildings}
