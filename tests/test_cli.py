@@ -1,0 +1,73 @@
+"""The CLI as a user meets it: one-line errors naming the file or key, non-zero exit, no partial output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, run
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A folder with the repo's params.yaml and schema, as a user's checkout has."""
+    shutil.copy(REPO / "params/ci.yaml", tmp_path / "params.yaml")
+    shutil.copytree(REPO / "workflow/schemas", tmp_path / "workflow/schemas")
+    return tmp_path
+
+
+def test_synthesize_with_flags_and_validate(tmp_path):
+    run(["radiodiff", "synthesize", "radiomapseer", "rms", "--maps", "2", "--tx-per-map", "2", "--seed", "1"], tmp_path)
+    assert len(list((tmp_path / "rms/gain/DPM").glob("*.png"))) == 4
+    p = run(["radiodiff", "synthesize", "icassp", "ic", "--buildings", "2"], tmp_path)
+    assert json.loads(p.stdout.strip().splitlines()[-1])["stage"] == "synthesize_icassp"
+
+
+def test_validate_failure_lists_problems_and_writes_nothing(workdir, tiny_radiomapseer):
+    ds = workdir / "ds"
+    shutil.copytree(tiny_radiomapseer, ds)
+    (ds / "gain/DPM/0_1.png").write_bytes(b"\x89PNG broken")
+    (ds / "png/antennas/2_0.png").unlink()
+    p = run(["radiodiff", "validate", "radiomapseer", "ds", "--out", "report.json"], workdir, check=False)
+    assert p.returncode == 1
+    assert "2 problem(s)" in p.stderr and "0_1.png" in p.stderr and "2_0.png" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (workdir / "report.json").exists()
+
+
+def test_invalid_param_names_the_key(workdir):
+    text = (workdir / "params.yaml").read_text().replace("tx_per_map: 3", "tx_per_map: -1")
+    (workdir / "params.yaml").write_text(text)
+    p = run(["radiodiff", "synthesize", "radiomapseer", "out", "--params", "params.yaml"], workdir, check=False)
+    assert p.returncode == 1
+    assert "synthesize_radiomapseer.tx_per_map" in p.stderr and "Traceback" not in p.stderr
+    assert not (workdir / "out").exists()
+
+
+def test_missing_params_file(workdir):
+    p = run(["radiodiff", "edges", "x", "y", "--params", "nope.yaml"], workdir, check=False)
+    assert p.returncode == 1 and "nope.yaml: file not found" in p.stderr
+
+
+def test_corrupt_input_leaves_no_partial_output(workdir):
+    run(["radiodiff", "synthesize", "icassp", "ic", "--buildings", "3", "--seed", "2"], workdir)
+    run(["radiodiff", "arrange", "ic", "arranged"], workdir)
+    victim = sorted((workdir / "arranged/targets").glob("*.png"))[-1]
+    victim.write_bytes(b"garbage")
+    p = run(["radiodiff", "crop", "arranged", "crops"], workdir, check=False)
+    assert p.returncode == 1 and victim.name in p.stderr and "Traceback" not in p.stderr
+    assert not (workdir / "crops").exists()
+    assert not list(workdir.glob(".crops.tmp-*")), "temporary folder removed"
+
+
+def test_unknown_antenna_is_rejected_by_arrange(workdir):
+    run(["radiodiff", "synthesize", "icassp", "ic", "--buildings", "2"], workdir)
+    src = sorted((workdir / "ic/Inputs/Task_3_ICASSP").glob("B1_Ant2_*"))[0]
+    for kind in ("Inputs", "Outputs"):
+        f = workdir / "ic" / kind / "Task_3_ICASSP" / src.name
+        f.rename(f.with_name(src.name.replace("Ant2", "Ant9")))
+    p = run(["radiodiff", "arrange", "ic", "arranged"], workdir, check=False)
+    assert p.returncode == 1 and "Ant9" in p.stderr
+    assert not (workdir / "arranged").exists()
