@@ -20,7 +20,9 @@ def declared_params(stage):
 def code(stage):
     """The library files a stage runs (its radiodiff/ subpackages), as inputs."""
     return sorted(
-        str(p) for pkg in STAGES[stage].code for p in Path("radiodiff", pkg).rglob("*.py")
+        str(p)
+        for pkg in STAGES[stage].code
+        for p in Path("radiodiff", pkg).rglob("*.py")
     )
 
 

@@ -7,12 +7,12 @@ rule synthesize_radiomapseer:
         code=code("synthesize_radiomapseer"),
     output:
         directory("data/raw/radiomapseer"),
-    params:
-        **declared_params("synthesize_radiomapseer"),
     log:
         "logs/synthesize_radiomapseer.log",
     benchmark:
         "logs/benchmarks/synthesize_radiomapseer.tsv"
+    params:
+        **declared_params("synthesize_radiomapseer"),
     shell:
         "radiodiff synthesize radiomapseer data/raw/radiomapseer --params params.yaml > {log} 2>&1"
 
@@ -22,12 +22,12 @@ rule synthesize_icassp:
         code=code("synthesize_icassp"),
     output:
         directory("data/raw/icassp"),
-    params:
-        **declared_params("synthesize_icassp"),
     log:
         "logs/synthesize_icassp.log",
     benchmark:
         "logs/benchmarks/synthesize_icassp.tsv"
+    params:
+        **declared_params("synthesize_icassp"),
     shell:
         "radiodiff synthesize icassp data/raw/icassp --params params.yaml > {log} 2>&1"
 
@@ -38,10 +38,10 @@ rule validate_radiomapseer:
         code=code("validate_radiomapseer"),
     output:
         "data/validation/radiomapseer.json",
-    params:
-        **declared_params("validate_radiomapseer"),
     log:
         "logs/validate_radiomapseer.log",
+    params:
+        **declared_params("validate_radiomapseer"),
     shell:
         "radiodiff validate radiomapseer {input.root} --out data/validation/radiomapseer.json --params params.yaml > {log} 2>&1"
 
@@ -52,10 +52,10 @@ rule validate_icassp:
         code=code("validate_icassp"),
     output:
         "data/validation/icassp.json",
-    params:
-        **declared_params("validate_icassp"),
     log:
         "logs/validate_icassp.log",
+    params:
+        **declared_params("validate_icassp"),
     shell:
         "radiodiff validate icassp {input.root} --out data/validation/icassp.json --params params.yaml > {log} 2>&1"
 
@@ -67,10 +67,10 @@ rule edges:
         code=code("edges"),
     output:
         directory("data/radiomapseer/edges"),
-    params:
-        **declared_params("edges"),
     log:
         "logs/edges.log",
+    params:
+        **declared_params("edges"),
     shell:
         "radiodiff edges {input.root} data/radiomapseer/edges --params params.yaml > {log} 2>&1"
 
@@ -82,10 +82,10 @@ rule arrange_icassp:
         code=code("arrange_icassp"),
     output:
         directory("data/icassp/arranged"),
-    params:
-        **declared_params("arrange_icassp"),
     log:
         "logs/arrange_icassp.log",
+    params:
+        **declared_params("arrange_icassp"),
     shell:
         "radiodiff arrange {input.root} data/icassp/arranged --params params.yaml > {log} 2>&1"
 
@@ -96,9 +96,9 @@ rule crop_icassp:
         code=code("crop_icassp"),
     output:
         directory("data/icassp/crops"),
-    params:
-        **declared_params("crop_icassp"),
     log:
         "logs/crop_icassp.log",
+    params:
+        **declared_params("crop_icassp"),
     shell:
         "radiodiff crop data/icassp/arranged data/icassp/crops --params params.yaml > {log} 2>&1"

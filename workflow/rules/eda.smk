@@ -9,9 +9,9 @@ rule eda:
         code=code("eda"),
     output:
         directory("results/eda"),
-    params:
-        **declared_params("eda"),
     log:
         "logs/eda.log",
+    params:
+        **declared_params("eda"),
     shell:
         "radiodiff eda --radiomapseer {input.radiomapseer} --icassp {input.icassp} --out results/eda --params params.yaml > {log} 2>&1"
