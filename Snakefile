@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/params.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/eda.smk"
+include: "workflow/rules/vae.smk"
 
 
 rule all:

@@ -141,6 +141,24 @@ def cmd_eda(args) -> None:
     _done({"stage": "eda", **summary}, t0)
 
 
+def cmd_train(args) -> None:
+    t0 = time.time()
+    from radiodiff.train.vae import train_vae
+
+    stage = f"train_vae_{args.name}"
+    p = stage_params(args, stage)
+    if args.name == "radiomapseer":
+        if not (args.root and args.edges):
+            raise RadiodiffError("train vae radiomapseer: give --root and --edges")
+        inputs = {"root": args.root, "edges": args.edges, "data": p["data"]["radiomapseer"]}
+    else:
+        if not args.crops:
+            raise RadiodiffError(f"train vae {args.name}: give --crops")
+        inputs = {"crops": args.crops}
+    metrics = train_vae(args.name, p[stage], inputs, Path(args.out))
+    _done({"stage": stage, **{k: metrics[k] for k in ("rmse", "psnr", "ssim", "steps", "steps_per_s")}}, t0)
+
+
 def cmd_scale(args) -> None:
     path = write_scale(args.name, repo=args.repo)
     print(f"wrote {path} from params/{args.name}.yaml")
@@ -187,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radiomapseer", required=True, help="RadioMapSeer folder")
     p.add_argument("--icassp", required=True, help="ICASSP 2025 folder")
     p.add_argument("--out", required=True, help="output folder (figures + eda.json)")
+
+    p = stage_cmd("train", "train a model of the DAG (first-stage VAEs)", cmd_train)
+    p.add_argument("model", choices=["vae"])
+    p.add_argument("name", choices=["radiomapseer", "building", "antenna", "radio"])
+    p.add_argument("--out", required=True, help="output folder (model/, metrics.json, train_log.csv)")
+    p.add_argument("--root", help="radiomapseer: dataset folder")
+    p.add_argument("--edges", help="radiomapseer: edges stage output")
+    p.add_argument("--crops", help="ICASSP VAEs: crop_icassp output")
 
     p = sub.add_parser("scale", help="write the preset params/NAME.yaml into params.yaml (quick, paper, ci)")
     p.add_argument("name")

@@ -18,6 +18,7 @@ class Stage:
 
 
 _DATA = ("core", "physics", "data")
+_TRAIN = (*_DATA, "models", "train")
 
 STAGES: dict[str, Stage] = {
     "synthesize_radiomapseer": Stage(("synthesize_radiomapseer",), ("core", "physics", "synthetic")),
@@ -38,4 +39,17 @@ STAGES: dict[str, Stage] = {
         ),
         (*_DATA, "eda"),
     ),
+    "train_vae_radiomapseer": Stage(
+        (
+            "train_vae_radiomapseer",
+            "data.radiomapseer.simulation",
+            "data.radiomapseer.image_size",
+            "data.radiomapseer.gain_threshold",
+            "data.radiomapseer.split",
+        ),
+        _TRAIN,
+    ),
+    "train_vae_building": Stage(("train_vae_building",), _TRAIN),
+    "train_vae_antenna": Stage(("train_vae_antenna",), _TRAIN),
+    "train_vae_radio": Stage(("train_vae_radio",), _TRAIN),
 }

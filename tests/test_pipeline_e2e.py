@@ -17,6 +17,7 @@ from tests.conftest import dvc_ran, edit_params, run, snakemake_ran
 pytestmark = pytest.mark.e2e
 
 ALL = set(STAGES)
+ICASSP_VAES = {"train_vae_building", "train_vae_antenna", "train_vae_radio"}
 
 
 def check_outputs(repo):
@@ -28,6 +29,11 @@ def check_outputs(repo):
     assert (repo / "data/icassp/crops/metadata.csv").is_file()
     assert (repo / "data/icassp/arranged/metadata.csv").is_file()
     assert json.loads((repo / "results/eda/eda.json").read_text())
+    for name in ("radiomapseer", "building", "antenna", "radio"):
+        metrics = json.loads((repo / f"results/vae/{name}/metrics.json").read_text())
+        assert metrics["psnr"] > 0 and metrics["latent_shape"][1:] == [8, 8]
+        assert (repo / f"results/vae/{name}/model/config.json").is_file()
+        assert (repo / f"results/vae/{name}/train_log.csv").read_text().startswith("step")
     assert not list(repo.glob("data/**/.*.tmp-*")), "no temporary leftovers"
 
 
@@ -46,9 +52,11 @@ def test_snakemake_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     check_outputs(repo_copy)
     assert snakemake(repo_copy) == set(), "a second run has nothing to do"
     edit_params(repo_copy, "edges.low_threshold", 30)
-    assert snakemake(repo_copy) == {"edges"}
+    assert snakemake(repo_copy) == {"edges", "train_vae_radiomapseer"}
     edit_params(repo_copy, "crop_icassp.margin_px", 6)
-    assert snakemake(repo_copy) == {"crop_icassp"}
+    assert snakemake(repo_copy) == {"crop_icassp", *ICASSP_VAES}
+    edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
+    assert snakemake(repo_copy) == {"train_vae_radio"}
 
 
 def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
@@ -56,9 +64,11 @@ def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     check_outputs(repo_copy)
     assert dvc_repro(repo_copy) == set()
     edit_params(repo_copy, "edges.low_threshold", 30)
-    assert dvc_repro(repo_copy) == {"edges"}
+    assert dvc_repro(repo_copy) == {"edges", "train_vae_radiomapseer"}
     edit_params(repo_copy, "data.icassp.split.seed", 7)
-    assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda"}
+    assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda", *ICASSP_VAES}
+    edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
+    assert dvc_repro(repo_copy) == {"train_vae_radio"}
 
 
 def test_real_radiomapseer_root_runs_without_synthesis(repo_copy, real_root):

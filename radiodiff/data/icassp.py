@@ -315,11 +315,11 @@ class ICASSPCropDataset(Dataset):
         m = torch.from_numpy(valid[None].copy())
         tx = (int(row["crop_tx_row"]), int(row["crop_tx_col"]))
         if self.augment:
-            x, y, m, tx = _random_dihedral(x, y, m, tx)
+            x, y, m, tx = random_dihedral(x, y, m, tx)
         return {"input": x, "target": y, "valid": m, "tx": torch.tensor(tx, dtype=torch.long), "name": name}
 
 
-def _random_dihedral(x, y, m, tx):
+def random_dihedral(x, y, m, tx):
     """One of the 8 flips/rotations (torch's global RNG, seeded per DataLoader worker), applied
     to the C×H×W tensors and remapped onto the Tx (row, col)."""
     k = int(torch.randint(4, (1,)))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from radiodiff.stages import STAGES
 
+VAE_NAMES = ["radiomapseer", "building", "antenna", "radio"]
 RADIOMAPSEER_ROOT = config["data"]["radiomapseer"]["root"]
 ICASSP_ROOT = config["data"]["icassp"]["root"]
 
@@ -33,4 +34,5 @@ def all_targets():
         "data/radiomapseer/edges",
         "data/icassp/crops",
         "results/eda",
+        *[f"results/vae/{name}/metrics.json" for name in VAE_NAMES],
     ]

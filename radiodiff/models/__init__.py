@@ -1,0 +1,1 @@
+"""Networks and their losses: the KL autoencoder (first stage) and its VAE-GAN loss."""

@@ -1,0 +1,389 @@
+"""The shared training engine on a toy two-optimizer task (an MLP "autoencoder" and a critic).
+
+The toy loss draws noise with torch.randn, so exact resume also checks that the global RNG
+state is restored.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.utils.data import TensorDataset
+
+from radiodiff.core.errors import ParamsError, RadiodiffError
+from radiodiff.train import engine
+from radiodiff.train.engine import (
+    COMPLETE_MARKER,
+    TrainConfig,
+    epoch_permutation,
+    latest_checkpoint,
+    list_checkpoints,
+    lr_multiplier,
+    state_key,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DIM = 6
+
+
+class ToyLoss(nn.Module):
+    """Holds the critic and a learnable logvar, like the VAE-GAN loss module."""
+
+    def __init__(self):
+        super().__init__()
+        self.critic = nn.Sequential(nn.Linear(DIM, 8), nn.Tanh(), nn.Linear(8, 1))
+        self.logvar = nn.Parameter(torch.zeros(()))
+
+
+class ToyTask:
+    """Optimizer 0: the model (+ logvar), optimizer 1: the critic (unless ``critic=False``)."""
+
+    def __init__(self, seed: int = 0, critic: bool = True, noise: bool = True, loss_scale: float = 1.0):
+        torch.manual_seed(seed)
+        self.model = nn.Sequential(nn.Linear(DIM, 12), nn.Tanh(), nn.Linear(12, DIM))
+        self.loss_fn = ToyLoss()
+        self.critic, self.noise, self.loss_scale = critic, noise, loss_scale
+
+    def param_groups(self):
+        groups = [("ae", [*self.model.parameters(), self.loss_fn.logvar], {})]
+        if self.critic:
+            groups.append(("critic", list(self.loss_fn.critic.parameters()), {"lr": 5e-3}))
+        return groups
+
+    def modules(self):
+        return {"model": self.model, "loss": self.loss_fn}
+
+    def loss(self, batch, step, opt_index):
+        (x,) = batch
+        if opt_index == 0:
+            noisy = x + 0.1 * torch.randn_like(x) if self.noise else x
+            rec = self.model(noisy)
+            mse = ((rec - x) ** 2).mean()
+            nll = mse / torch.exp(self.loss_fn.logvar) + self.loss_fn.logvar
+            g = -self.loss_fn.critic(rec).mean() if self.critic else torch.zeros(())
+            loss = self.loss_scale * (nll + 0.1 * g)
+            return loss, {"mse": mse.item(), "g": g.item()}
+        rec = self.model(x).detach()
+        d = 0.5 * (torch.relu(1 - self.loss_fn.critic(x)).mean() + torch.relu(1 + self.loss_fn.critic(rec)).mean())
+        return d, {"d": d.item()}
+
+    def evaluate(self, model, loader):
+        assert not model.training and not torch.is_grad_enabled()
+        se = n = 0
+        for (x,) in loader:
+            se += ((model(x) - x) ** 2).sum().item()
+            n += x.numel()
+        return {"mse": se / n}
+
+    def export(self, model, out_dir):
+        torch.save(model.state_dict(), Path(out_dir) / "model.pt")
+
+
+def toy_data(n: int = 32, seed: int = 1) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, DIM, generator=g))
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(max_steps=12, batch_size=4, lr=1e-2, save_every=4, eval_every=6, log_every=1, ema_every=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def run_train(tmp: Path, task=None, data=None, val=None, **kw) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    return train(
+        task or ToyTask(),
+        data or toy_data(),
+        val if val is not None else toy_data(8, seed=2),
+        cfg(**kw),
+        state_dir=tmp / "state",
+        model_dir=tmp / "model",
+        log_csv=tmp / "log.csv",
+        progress=False,
+    )
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def exported(tmp: Path) -> dict:
+    return torch.load(tmp / "model" / "model.pt", weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k}: max |Δθ| = {(a[k] - b[k]).abs().max().item()}"
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_lr_multiplier_power_decay_and_floor():
+    assert lr_multiplier(0, 100, 0.95, 0.0) == 1.0
+    assert lr_multiplier(50, 100, 0.95, 0.0) == pytest.approx(0.5**0.95)
+    assert lr_multiplier(99, 100, 0.96, 0.0) == pytest.approx(0.01**0.96)
+    assert lr_multiplier(99, 100, 0.95, 0.1) == 0.1  # floor of the multiplier: effective LR = lr * min_lr
+    assert lr_multiplier(100, 100, 0.95, 0.0) == 0.0
+    assert lr_multiplier(150, 100, 0.95, 0.05) == 0.05
+
+
+def test_state_key_canonical():
+    a = state_key({"lr": 1e-4, "steps": 10, "dims": (1, 2)})
+    assert a == state_key({"dims": [1, 2], "steps": 10, "lr": 1e-4})
+    assert a != state_key({"lr": 1e-4, "steps": 11, "dims": (1, 2)})
+    assert len(a) == 16
+
+
+def test_epoch_permutation_reproducible():
+    assert torch.equal(epoch_permutation(20, 0, 3), epoch_permutation(20, 0, 3))
+    assert not torch.equal(epoch_permutation(20, 0, 3), epoch_permutation(20, 0, 4))
+    assert sorted(epoch_permutation(20, 5, 0).tolist()) == list(range(20))
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(ParamsError, match="grad_accum"):
+        cfg(grad_accum=0).validate()
+    with pytest.raises(ParamsError, match="mixed_precision"):
+        cfg(mixed_precision="fp8").validate()
+    with pytest.raises(ParamsError, match="batch_size"):
+        run_train(tmp_path, data=toy_data(3), batch_size=4)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def test_run_logs_lr_schedule_and_evaluates(tmp_path):
+    summary = run_train(tmp_path, lr_power=0.95, min_lr=0.3)
+    assert summary["steps"] == 12 and summary["resumed_from"] is None and summary["skipped_nonfinite"] == 0
+    assert summary["val"]["mse"] > 0 and summary["peak_memory_mb"] > 0 and summary["steps_per_s"] > 0
+    rows = read_csv(tmp_path / "log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    for r in rows:  # step s ran with the LR of s - 1 completed steps; critic has its own base LR
+        mult = lr_multiplier(int(r["step"]) - 1, 12, 0.95, 0.3)
+        assert float(r["lr/ae"]) == pytest.approx(1e-2 * mult)
+        assert float(r["lr/critic"]) == pytest.approx(5e-3 * mult)
+    assert {"loss/ae", "loss/critic", "ae/mse", "ae/g", "critic/d", "grad_norm/ae", "epoch"} <= rows[0].keys()
+    assert [r["step"] for r in rows if r.get("val/mse")] == ["6", "12"]
+    assert [p.name for p in list_checkpoints(tmp_path / "state")] == ["checkpoint-00000008", "checkpoint-00000012"]
+    assert not [p for p in (tmp_path / "state").iterdir() if p.name.startswith(".")]
+    assert (tmp_path / "model" / "model.pt").is_file()
+
+
+def test_clipping_happens_before_the_step(tmp_path):
+    seen = []
+
+    def record(opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(torch.nn.utils.get_total_norm(grads).item())
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        run_train(tmp_path, task=ToyTask(critic=False, loss_scale=1e4), max_steps=3, clip_grad_norm=1.0)
+    finally:
+        handle.remove()
+    rows = read_csv(tmp_path / "log.csv")
+    assert len(seen) == 3
+    assert all(float(r["grad_norm/ae"]) > 10 for r in rows)  # the logged norm is the one before clipping
+    assert max(seen) <= 1.0 + 1e-5  # what the optimizer saw was clipped
+
+
+def test_gradient_accumulation_steps_every_window(tmp_path):
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda opt, a, k: steps.append(opt))
+    try:
+        run_train(tmp_path / "accum", task=ToyTask(critic=False, noise=False), max_steps=3, grad_accum=2)
+    finally:
+        handle.remove()
+    assert len(steps) == 3  # 6 micro-batches, 3 optimizer steps
+    rows = read_csv(tmp_path / "accum" / "log.csv")
+    assert float(rows[-1]["lr/ae"]) == pytest.approx(1e-2 * lr_multiplier(2, 3, 0.95, 0.0))
+    # batch 4 x 2 micro-batches sees the same samples as batch 8 (same epoch order): same weights
+    run_train(tmp_path / "big", task=ToyTask(critic=False, noise=False), max_steps=3, batch_size=8)
+    a, b = exported(tmp_path / "accum"), exported(tmp_path / "big")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- non-finite guard
+
+
+def test_nan_batch_is_skipped_and_counted(tmp_path):
+    data = toy_data(32)
+    bad_row = epoch_permutation(32, 0, 0)[4 * 2].item()  # first sample of the batch of step 3 (8 per epoch)
+    data.tensors[0][bad_row, 0] = float("nan")
+    summary = run_train(tmp_path, data=data, max_steps=6)
+    rows = read_csv(tmp_path / "log.csv")
+    assert [int(r["skipped_nonfinite"]) for r in rows] == [0, 0, 1, 1, 1, 1]
+    assert math.isnan(float(rows[2]["loss/ae"])) and math.isnan(float(rows[2]["grad_norm/ae"]))
+    assert summary["skipped_nonfinite"] == 1 and summary["steps"] == 6
+    assert all(torch.isfinite(t).all() for t in exported(tmp_path).values())
+
+
+def test_all_nan_data_stops_cleanly(tmp_path):
+    data = TensorDataset(torch.full((16, DIM), float("nan")))
+    with pytest.raises(RadiodiffError, match=r"3 non-finite losses in a row at step 3; last good state kept in .*0002"):
+        run_train(tmp_path, data=data, max_nonfinite=3, save_every=2)
+    assert not (tmp_path / "model").exists()
+    assert [p.name for p in list_checkpoints(tmp_path / "state")] == ["checkpoint-00000002"]
+
+
+def test_refuses_to_save_nonfinite_weights(tmp_path):
+    class Poisoned(ToyTask):
+        def loss(self, batch, step, opt_index):
+            if step == 1 and opt_index == 0:
+                with torch.no_grad():
+                    self.model[0].bias[0] = float("inf")
+            return super().loss(batch, step, opt_index) if step < 1 else (self.model[0].weight.sum() * 0, {})
+
+    with pytest.raises(RadiodiffError, match=r"refusing to save .* non-finite weights in model\.0\.bias"):
+        run_train(tmp_path, task=Poisoned(), max_steps=4, save_every=2)
+    assert latest_checkpoint(tmp_path / "state") is None and not (tmp_path / "model").exists()
+
+
+# --------------------------------------------------------------------------- checkpoints and resume
+
+
+def test_interrupted_save_keeps_previous_state(tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    run_train(reference)
+
+    original = engine._write_engine_state
+
+    def crash_at_8(path, state):
+        if state["step"] == 8:
+            raise RuntimeError("disk full (injected)")
+        original(path, state)
+
+    monkeypatch.setattr(engine, "_write_engine_state", crash_at_8)
+    with pytest.raises(RuntimeError, match="injected"):
+        run_train(tmp_path / "run")
+    monkeypatch.setattr(engine, "_write_engine_state", original)
+    state = tmp_path / "run" / "state"
+    assert [p.name for p in state.iterdir()] == ["checkpoint-00000004"]
+    # leftovers of a save killed without cleanup never count as a state
+    (state / ".checkpoint-00000008.tmp-dead").mkdir()
+    (state / ".checkpoint-00000008.tmp-dead" / "model.safetensors").write_bytes(b"partial")
+    (state / "checkpoint-00000009").mkdir()
+    assert latest_checkpoint(state).name == "checkpoint-00000004"
+
+    summary = run_train(tmp_path / "run")
+    assert summary["resumed_from"] == 4 and summary["steps_run"] == 8
+    assert not (state / ".checkpoint-00000008.tmp-dead").exists()
+    assert_same_weights(exported(tmp_path / "run"), exported(reference))
+    assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == list(range(1, 13))
+
+
+def test_resume_refuses_changed_config(tmp_path):
+    run_train(tmp_path, max_steps=4)
+    with pytest.raises(RadiodiffError, match=r"config changed \(lr: 0\.01 -> 0\.02\)"):
+        run_train(tmp_path, max_steps=4, lr=2e-2)
+    summary = run_train(tmp_path, max_steps=4, log_every=2)  # bookkeeping may change; already finished
+    assert summary["resumed_from"] == 4 and summary["steps_run"] == 0 and (tmp_path / "model" / "model.pt").is_file()
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, sys.argv[2])
+    torch.set_num_threads(1)
+    from tests.test_train_engine import ToyTask, cfg, toy_data
+    from radiodiff.train.engine import train
+
+    out = Path(sys.argv[1])
+    train(ToyTask(), toy_data(), toy_data(8, seed=2), cfg(grad_accum=2, keep_states=2), out / "state",
+          out / "model", out / "log.csv", tb_dir=out / "tb", progress=False)
+    """
+)
+
+
+def test_exact_resume_after_kill(tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+
+    def start(out: Path, kill_at: int | None = None) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if k != engine.KILL_ENV}
+        if kill_at is not None:
+            env[engine.KILL_ENV] = str(kill_at)
+        env["OMP_NUM_THREADS"] = "1"
+        return subprocess.Popen(
+            [sys.executable, str(driver), str(out), str(REPO)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def finish(p: subprocess.Popen) -> int:
+        out, err = p.communicate(timeout=120)
+        if p.returncode not in (0, -signal.SIGKILL):
+            raise AssertionError(err.decode()[-3000:])
+        return p.returncode
+
+    # the uninterrupted reference and the run to be killed, side by side
+    ref, killed = start(tmp_path / "ref"), start(tmp_path / "run", kill_at=6)
+    assert finish(killed) == -signal.SIGKILL
+    assert latest_checkpoint(tmp_path / "run" / "state").name == "checkpoint-00000004"
+    assert not (tmp_path / "run" / "model").exists()
+    assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == list(range(1, 7))
+    assert finish(start(tmp_path / "run")) == 0
+    assert finish(ref) == 0
+
+    assert_same_weights(exported(tmp_path / "run"), exported(tmp_path / "ref"))  # max |Δθ| == 0
+    run_rows, ref_rows = read_csv(tmp_path / "run" / "log.csv"), read_csv(tmp_path / "ref" / "log.csv")
+    assert [int(r["step"]) for r in run_rows] == list(range(1, 13))  # no duplicated steps
+    for a, b in zip(run_rows, ref_rows, strict=True):
+        assert {k: v for k, v in a.items() if k != "step_time_s"} == {k: v for k, v in b.items() if k != "step_time_s"}
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "state")] == [
+        "checkpoint-00000008",
+        "checkpoint-00000012",
+    ]
+    ckpt = latest_checkpoint(tmp_path / "run" / "state")
+    assert (ckpt / COMPLETE_MARKER).is_file() and (ckpt / "random_states_0.pkl").is_file()
+
+
+# --------------------------------------------------------------------------- precision and devices
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is allowed on CUDA")
+    with pytest.raises(ParamsError, match="fp16 needs a CUDA GPU"):
+        run_train(tmp_path, mixed_precision="fp16")
+
+
+def test_bf16_runs(tmp_path):
+    summary = run_train(tmp_path, mixed_precision="bf16", max_steps=2)
+    assert summary["steps"] == 2 and summary["skipped_nonfinite"] == 0
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in exported(tmp_path).values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cuda(tmp_path, precision):
+    summary = run_train(tmp_path, mixed_precision=precision, max_steps=4, save_every=2)
+    assert summary["device"].startswith("cuda") and summary["steps"] == 4
+    assert summary["peak_gpu_mem_mb"] > 0
+    resumed = run_train(tmp_path, mixed_precision=precision, max_steps=4, save_every=2)
+    assert resumed["resumed_from"] == 4
+
+
+def test_data_workers_keep_the_order(tmp_path):
+    run_train(tmp_path / "main", max_steps=4)
+    run_train(tmp_path / "workers", max_steps=4, num_workers=2)
+    assert_same_weights(exported(tmp_path / "workers"), exported(tmp_path / "main"))

@@ -1,0 +1,87 @@
+# First-stage VAEs (AutoencoderKL + two-phase VAE-GAN) on the shared training engine.
+# Each waits for its dataset's validation report; state/ keeps resumable training state.
+
+
+rule train_vae_radiomapseer:
+    input:
+        root=RADIOMAPSEER_ROOT,
+        report="data/validation/radiomapseer.json",
+        edges="data/radiomapseer/edges",
+        code=code("train_vae_radiomapseer"),
+    output:
+        model=directory("results/vae/radiomapseer/model"),
+        metrics="results/vae/radiomapseer/metrics.json",
+        train_log="results/vae/radiomapseer/train_log.csv",
+    log:
+        "logs/train_vae_radiomapseer.log",
+    benchmark:
+        "logs/benchmarks/train_vae_radiomapseer.tsv"
+    params:
+        **declared_params("train_vae_radiomapseer"),
+    resources:
+        gpu=1,
+    shell:
+        "radiodiff train vae radiomapseer --root {input.root} --edges data/radiomapseer/edges --out results/vae/radiomapseer --params params.yaml > {log} 2>&1"
+
+
+rule train_vae_building:
+    input:
+        crops="data/icassp/crops",
+        report="data/validation/icassp.json",
+        code=code("train_vae_building"),
+    output:
+        model=directory("results/vae/building/model"),
+        metrics="results/vae/building/metrics.json",
+        train_log="results/vae/building/train_log.csv",
+    log:
+        "logs/train_vae_building.log",
+    benchmark:
+        "logs/benchmarks/train_vae_building.tsv"
+    params:
+        **declared_params("train_vae_building"),
+    resources:
+        gpu=1,
+    shell:
+        "radiodiff train vae building --crops data/icassp/crops --out results/vae/building --params params.yaml > {log} 2>&1"
+
+
+rule train_vae_antenna:
+    input:
+        crops="data/icassp/crops",
+        report="data/validation/icassp.json",
+        code=code("train_vae_antenna"),
+    output:
+        model=directory("results/vae/antenna/model"),
+        metrics="results/vae/antenna/metrics.json",
+        train_log="results/vae/antenna/train_log.csv",
+    log:
+        "logs/train_vae_antenna.log",
+    benchmark:
+        "logs/benchmarks/train_vae_antenna.tsv"
+    params:
+        **declared_params("train_vae_antenna"),
+    resources:
+        gpu=1,
+    shell:
+        "radiodiff train vae antenna --crops data/icassp/crops --out results/vae/antenna --params params.yaml > {log} 2>&1"
+
+
+rule train_vae_radio:
+    input:
+        crops="data/icassp/crops",
+        report="data/validation/icassp.json",
+        code=code("train_vae_radio"),
+    output:
+        model=directory("results/vae/radio/model"),
+        metrics="results/vae/radio/metrics.json",
+        train_log="results/vae/radio/train_log.csv",
+    log:
+        "logs/train_vae_radio.log",
+    benchmark:
+        "logs/benchmarks/train_vae_radio.tsv"
+    params:
+        **declared_params("train_vae_radio"),
+    resources:
+        gpu=1,
+    shell:
+        "radiodiff train vae radio --crops data/icassp/crops --out results/vae/radio --params params.yaml > {log} 2>&1"
