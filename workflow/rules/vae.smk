@@ -16,10 +16,11 @@ rule train_vae_radiomapseer:
         "logs/train_vae_radiomapseer.log",
     benchmark:
         "logs/benchmarks/train_vae_radiomapseer.tsv"
-    params:
-        **declared_params("train_vae_radiomapseer"),
+    threads: workflow.cores  # Snakemake sets OMP_NUM_THREADS to a job's threads
     resources:
         gpu=1,
+    params:
+        **declared_params("train_vae_radiomapseer"),
     shell:
         "radiodiff train vae radiomapseer --root {input.root} --edges data/radiomapseer/edges --out results/vae/radiomapseer --params params.yaml > {log} 2>&1"
 
@@ -37,10 +38,11 @@ rule train_vae_building:
         "logs/train_vae_building.log",
     benchmark:
         "logs/benchmarks/train_vae_building.tsv"
-    params:
-        **declared_params("train_vae_building"),
+    threads: workflow.cores  # Snakemake sets OMP_NUM_THREADS to a job's threads
     resources:
         gpu=1,
+    params:
+        **declared_params("train_vae_building"),
     shell:
         "radiodiff train vae building --crops data/icassp/crops --out results/vae/building --params params.yaml > {log} 2>&1"
 
@@ -58,10 +60,11 @@ rule train_vae_antenna:
         "logs/train_vae_antenna.log",
     benchmark:
         "logs/benchmarks/train_vae_antenna.tsv"
-    params:
-        **declared_params("train_vae_antenna"),
+    threads: workflow.cores  # Snakemake sets OMP_NUM_THREADS to a job's threads
     resources:
         gpu=1,
+    params:
+        **declared_params("train_vae_antenna"),
     shell:
         "radiodiff train vae antenna --crops data/icassp/crops --out results/vae/antenna --params params.yaml > {log} 2>&1"
 
@@ -79,9 +82,10 @@ rule train_vae_radio:
         "logs/train_vae_radio.log",
     benchmark:
         "logs/benchmarks/train_vae_radio.tsv"
-    params:
-        **declared_params("train_vae_radio"),
+    threads: workflow.cores  # Snakemake sets OMP_NUM_THREADS to a job's threads
     resources:
         gpu=1,
+    params:
+        **declared_params("train_vae_radio"),
     shell:
         "radiodiff train vae radio --crops data/icassp/crops --out results/vae/radio --params params.yaml > {log} 2>&1"
