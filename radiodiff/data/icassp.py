@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import atomic_file, read_png
 from radiodiff.data.splits import SPLITS, split_ids
+from radiodiff.physics.antenna import is_number as _is_number
 
 FREQUENCIES_HZ = {1: 868e6, 2: 1.8e9, 3: 3.5e9}
 PIXEL_SIZE_M = 0.25
@@ -101,14 +102,6 @@ def _read_rows(path: Path, what: str) -> list[list[str]]:
         raise DataError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: unreadable {what} file ({e})") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _numeric_table(path: Path, rows: list[list[str]], columns: list[int]) -> np.ndarray:

@@ -82,12 +82,12 @@ def read_pattern(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: radiation pattern file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: unreadable radiation pattern ({e})") from None
-    if rows and not _is_number(rows[0][0]):
+    if rows and not is_number(rows[0][0]):
         rows = rows[1:]
     values = []
     for i, row in enumerate(rows):
         cells = [c for c in row if c.strip()]
-        if len(cells) != 1 or not _is_number(cells[0]):
+        if len(cells) != 1 or not is_number(cells[0]):
             raise DataError(f"{path}: row {i + 1} is not one numeric gain: {row!r}")
         values.append(float(cells[0]))
     if len(values) != N_ANGLES:
@@ -107,7 +107,8 @@ def write_pattern(path: str | os.PathLike, pattern: np.ndarray) -> None:
         f.writelines(f"{v:.6g}\n" for v in pattern)
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """True if a CSV cell parses as a float (used to skip header rows)."""
     try:
         float(text)
     except ValueError:
