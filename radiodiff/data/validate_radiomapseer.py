@@ -39,7 +39,7 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
                 problems.append(f"{p}: expected a list of [x, y] pairs")
                 continue
             maps[int(p.stem)] = txs
-        if not maps and adir.is_dir():
+        if not maps:
             problems.append(f"{adir}: no {{map}}.json files")
 
     shape = None

@@ -62,6 +62,7 @@ class VAETask:
             return self.loss_fn(x, recon, posterior, 0, step, last_layer=self.model.last_layer, edges=edges)
         if self._cache is not None and self._cache[0] == id(batch):
             recon, posterior = self._cache[1], self._cache[2]
+            self._cache = None  # release the AE graph held by the posterior
         else:
             with torch.no_grad():
                 recon, posterior = self.model(x)
@@ -98,16 +99,15 @@ def train_vae(name: str, section: dict, inputs: dict, out_dir: Path, state_root:
     (radiomapseer: root, edges, data; ICASSP: crops) and write the stage's outputs."""
     out_dir = Path(out_dir)
     m, lo, tr = section["model"], dict(section["loss"]), dict(section["train"])
+    augment = tr.pop("augment", False)  # a data option, not an engine one
     if name == "radiomapseer":
         train_set = radiomapseer_images(inputs["root"], inputs["edges"], "train", inputs["data"])
         val_set = radiomapseer_images(inputs["root"], inputs["edges"], "val", inputs["data"])
         sources = [Path(inputs["root"]), Path(inputs["edges"])]
     else:
-        augment = tr.pop("augment", False)
         train_set = icassp_images(inputs["crops"], "train", name, augment=augment)
         val_set = icassp_images(inputs["crops"], "val", name)
         sources = [Path(inputs["crops"])]
-    tr.pop("augment", None)
     channels = VAE_CHANNELS[name]
     cfg = AutoencoderKLConfig(
         in_channels=channels,
