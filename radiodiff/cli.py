@@ -143,8 +143,45 @@ def cmd_eda(args) -> None:
 
 def cmd_train(args) -> None:
     t0 = time.time()
+    if args.model == "vae":
+        _train_vae(args, t0)
+        return
+    stage = f"train_{args.model}_{args.name}"
+    if stage not in STAGES:
+        raise RadiodiffError(f"train {args.model}: no dataset {args.name!r} (radiomapseer or icassp)")
+    p = stage_params(args, stage)
+    if args.name == "radiomapseer":
+        if not args.root:
+            raise RadiodiffError(f"train {args.model} radiomapseer: give --root")
+        inputs = {"root": args.root, "data": p["data"]["radiomapseer"]}
+    else:
+        if not args.crops:
+            raise RadiodiffError(f"train {args.model} icassp: give --crops")
+        inputs = {"crops": args.crops}
+    if args.model == "ldm":
+        from radiodiff.train.ldm import train_ldm
+
+        names = ("vae",) if args.name == "radiomapseer" else ("vae_radio", "vae_building", "vae_antenna")
+        for name in names:
+            value = getattr(args, name)
+            if not value:
+                raise RadiodiffError(
+                    f"train ldm {args.name}: give --{name.replace('_', '-')} (a trained VAE model folder)"
+                )
+            inputs[name] = value
+        metrics = train_ldm(args.name, p[stage], inputs, Path(args.out))
+    else:
+        from radiodiff.train.radiounet import train_radiounet
+
+        metrics = train_radiounet(args.name, p[stage], inputs, Path(args.out))
+    _done({"stage": stage, **{k: metrics[k] for k in ("nmse", "rmse", "ssim", "psnr", "steps", "steps_per_s")}}, t0)
+
+
+def _train_vae(args, t0: float) -> None:
     from radiodiff.train.vae import train_vae
 
+    if args.name not in ("radiomapseer", "building", "antenna", "radio"):
+        raise RadiodiffError(f"train vae: no VAE {args.name!r} (radiomapseer, building, antenna or radio)")
     stage = f"train_vae_{args.name}"
     p = stage_params(args, stage)
     if args.name == "radiomapseer":
@@ -157,6 +194,105 @@ def cmd_train(args) -> None:
         inputs = {"crops": args.crops}
     metrics = train_vae(args.name, p[stage], inputs, Path(args.out))
     _done({"stage": stage, **{k: metrics[k] for k in ("rmse", "psnr", "ssim", "steps", "steps_per_s")}}, t0)
+
+
+def cmd_sample(args) -> None:
+    t0 = time.time()
+    from radiodiff.evaluate import sampling
+
+    stage = f"sample_{args.dataset}"
+    p = stage_params(args, stage)
+    if args.dataset == "radiomapseer":
+        if not args.root:
+            raise RadiodiffError("sample radiomapseer: give --root")
+        summary = sampling.sample_radiomapseer(
+            args.root, p["data"]["radiomapseer"], args.ldm, args.radiounet, args.out, p["sample"]
+        )
+    else:
+        if not args.crops:
+            raise RadiodiffError("sample icassp: give --crops")
+        summary = sampling.sample_icassp(args.crops, args.ldm, args.radiounet, args.out, p["sample"])
+    _done({"stage": stage, **summary}, t0)
+
+
+def cmd_evaluate(args) -> None:
+    t0 = time.time()
+    from radiodiff.evaluate import scoring
+
+    if args.model:
+        if not (args.root and args.out):
+            raise RadiodiffError("evaluate --model: give --root (dataset folder; ICASSP: a crops folder) and --out")
+        p = load_params(args.params) if Path(args.params).is_file() else {}
+        data = p.get("data", {}).get("radiomapseer")
+        s = p.get("sample", {"steps": None, "seed": 0, "batch_size": 16})
+        summary = scoring.evaluate_model(
+            args.model,
+            args.root,
+            args.out,
+            data=data,
+            steps=args.steps or s["steps"],
+            seed=s["seed"],
+            batch_size=s["batch_size"],
+        )
+    else:
+        if not (args.dataset and args.samples and args.out):
+            raise RadiodiffError("evaluate: give DATASET --samples DIR --out DIR (or --model DIR --root DIR)")
+        stage = f"evaluate_{args.dataset}"
+        p = stage_params(args, stage)
+        if args.dataset == "radiomapseer":
+            if not args.root:
+                raise RadiodiffError("evaluate radiomapseer: give --root")
+            summary = scoring.evaluate_radiomapseer(args.root, p["data"]["radiomapseer"], args.samples, args.out)
+        else:
+            if not args.crops:
+                raise RadiodiffError("evaluate icassp: give --crops")
+            summary = scoring.evaluate_icassp(args.crops, args.samples, args.out)
+    print(scoring.headline_table(summary), file=sys.stderr)
+    _done({"stage": "evaluate", "out": args.out}, t0)
+
+
+def cmd_predict(args) -> None:
+    from radiodiff.evaluate.predict import predict
+
+    tx = None
+    if args.tx:
+        try:
+            tx = tuple(int(v) for v in args.tx.split(","))
+            assert len(tx) == 2
+        except (ValueError, AssertionError):
+            raise RadiodiffError(f"--tx: expected ROW,COL (two integers), got {args.tx!r}") from None
+    for path in (args.buildings, args.input, args.pattern, args.cars):
+        if path and not Path(path).is_file():
+            raise DataError(f"{path}: file not found")
+    if args.input_dir and not Path(args.input_dir).is_dir():
+        raise DataError(f"{args.input_dir}: folder not found")
+    p = load_params(args.params) if args.params and Path(args.params).is_file() else {}
+    paths = predict(
+        args.model,
+        args.out,
+        buildings=args.buildings,
+        tx=tx,
+        cars=args.cars,
+        input_png=args.input,
+        pattern=args.pattern,
+        band=args.band,
+        azimuth=args.azimuth,
+        input_dir=args.input_dir,
+        data=p.get("data", {}).get("radiomapseer"),
+        steps=args.steps,
+        seed=args.seed,
+    )
+    for path in paths:
+        print(path)
+
+
+def cmd_benchmark(args) -> None:
+    t0 = time.time()
+    from radiodiff.evaluate.benchmark import run_benchmark
+
+    p = stage_params(args, "benchmark")
+    summary = run_benchmark(args.models, args.out, p)
+    _done({"stage": "benchmark", "out": args.out, "models": list(summary["models"])}, t0)
 
 
 def cmd_scale(args) -> None:
@@ -206,13 +342,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--icassp", required=True, help="ICASSP 2025 folder")
     p.add_argument("--out", required=True, help="output folder (figures + eda.json)")
 
-    p = stage_cmd("train", "train a model of the DAG (first-stage VAEs)", cmd_train)
-    p.add_argument("model", choices=["vae"])
-    p.add_argument("name", choices=["radiomapseer", "building", "antenna", "radio"])
+    p = stage_cmd("train", "train a model of the DAG (VAEs, the RadioDiff LDM, the RadioUNet baseline)", cmd_train)
+    p.add_argument("model", choices=["vae", "ldm", "radiounet"])
+    p.add_argument("name", help="vae: radiomapseer, building, antenna or radio; ldm/radiounet: radiomapseer or icassp")
     p.add_argument("--out", required=True, help="output folder (model/, metrics.json, train_log.csv)")
-    p.add_argument("--root", help="radiomapseer: dataset folder")
-    p.add_argument("--edges", help="radiomapseer: edges stage output")
-    p.add_argument("--crops", help="ICASSP VAEs: crop_icassp output")
+    p.add_argument("--root", help="RadioMapSeer dataset folder")
+    p.add_argument("--edges", help="vae radiomapseer: edges stage output")
+    p.add_argument("--crops", help="ICASSP: crop_icassp output")
+    p.add_argument("--vae", help="ldm radiomapseer: the RadioMapSeer VAE model folder")
+    p.add_argument("--vae-radio", dest="vae_radio", help="ldm icassp: the radio VAE model folder")
+    p.add_argument("--vae-building", dest="vae_building", help="ldm icassp: the building VAE model folder")
+    p.add_argument("--vae-antenna", dest="vae_antenna", help="ldm icassp: the antenna VAE model folder")
+
+    p = stage_cmd("sample", "test-split predictions of RadioDiff, RadioUNet and the physics baseline", cmd_sample)
+    p.add_argument("dataset", choices=["radiomapseer", "icassp"])
+    p.add_argument("--ldm", required=True, help="trained LDM model folder")
+    p.add_argument("--radiounet", required=True, help="trained RadioUNet model folder")
+    p.add_argument("--out", required=True, help="output folder (one subfolder of PNGs per method + sampling.json)")
+    p.add_argument("--root", help="RadioMapSeer dataset folder")
+    p.add_argument("--crops", help="ICASSP: crop_icassp output")
+
+    p = stage_cmd(
+        "evaluate", "score the sampled maps (stage), or a trained model on another dataset root", cmd_evaluate
+    )
+    p.add_argument("dataset", nargs="?", choices=["radiomapseer", "icassp"])
+    p.add_argument("--samples", help="sample stage output")
+    p.add_argument("--out", help="output folder (summary.json, per_sample.csv)")
+    p.add_argument("--root", help="RadioMapSeer dataset folder (with --model: ICASSP takes a crops folder)")
+    p.add_argument("--crops", help="ICASSP: crop_icassp output")
+    p.add_argument("--model", help="score this trained model folder on --root instead (no retraining)")
+    p.add_argument("--steps", type=int, help="with --model: RadioDiff sampling steps (default: params sample.steps)")
+
+    p = sub.add_parser("predict", help="radio maps from a trained model folder; prints the PNG paths")
+    p.add_argument("--model", required=True, help="results/ldm/<dataset>/model or results/radiounet/<dataset>/model")
+    p.add_argument("--out", required=True, help="output folder for the PNGs")
+    p.add_argument("--buildings", help="RadioMapSeer: buildings PNG (255 = building)")
+    p.add_argument("--tx", help="RadioMapSeer: Tx pixel as ROW,COL in the buildings PNG")
+    p.add_argument("--cars", help="RadioMapSeer dynamic condition: cars PNG")
+    p.add_argument("--input", help="ICASSP: raw input RGB PNG (reflectance, transmittance, distance)")
+    p.add_argument("--pattern", help="ICASSP: the antenna's pattern CSV (360 gains in dB)")
+    p.add_argument("--band", type=int, help="ICASSP: band 1, 2 or 3")
+    p.add_argument("--azimuth", type=float, default=0.0, help="ICASSP: Tx azimuth in degrees (default 0)")
+    p.add_argument("--input-dir", dest="input_dir", help="a RadioMapSeer folder or a crop_icassp folder: predict all")
+    p.add_argument("--steps", type=int, help="RadioDiff sampling steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--params", default="params.yaml", help="params file for data settings (optional)")
+    p.set_defaults(func=cmd_predict)
+
+    p = stage_cmd("benchmark", "timed training steps and sampling per trained model", cmd_benchmark)
+    p.add_argument("--models", nargs="+", required=True, help="trained model folders (results/*/*/model)")
+    p.add_argument("--out", required=True, help="output JSON (results/benchmark.json)")
 
     p = sub.add_parser("scale", help="write the preset params/NAME.yaml into params.yaml (quick, paper, ci)")
     p.add_argument("name")

@@ -19,6 +19,16 @@ class Stage:
 
 _DATA = ("core", "physics", "data")
 _TRAIN = (*_DATA, "models", "train")
+# The LDM, RadioUNet, sampling, evaluation and benchmark also run the sampler and the metrics.
+_MODEL = (*_TRAIN, "diffusion", "evaluate")
+_RMS_DATA = (
+    "data.radiomapseer.simulation",
+    "data.radiomapseer.condition",
+    "data.radiomapseer.image_size",
+    "data.radiomapseer.gain_threshold",
+    "data.radiomapseer.physics_exponent",
+    "data.radiomapseer.split",
+)
 
 STAGES: dict[str, Stage] = {
     "synthesize_radiomapseer": Stage(("synthesize_radiomapseer",), ("core", "physics", "synthetic")),
@@ -52,4 +62,21 @@ STAGES: dict[str, Stage] = {
     "train_vae_building": Stage(("train_vae_building",), _TRAIN),
     "train_vae_antenna": Stage(("train_vae_antenna",), _TRAIN),
     "train_vae_radio": Stage(("train_vae_radio",), _TRAIN),
+    "train_ldm_radiomapseer": Stage(("train_ldm_radiomapseer", *_RMS_DATA), _MODEL),
+    "train_ldm_icassp": Stage(("train_ldm_icassp",), _MODEL),
+    "train_radiounet_radiomapseer": Stage(("train_radiounet_radiomapseer", *_RMS_DATA), _MODEL),
+    "train_radiounet_icassp": Stage(("train_radiounet_icassp",), _MODEL),
+    "sample_radiomapseer": Stage(("sample", *_RMS_DATA), _MODEL),
+    "sample_icassp": Stage(("sample",), _MODEL),
+    "evaluate_radiomapseer": Stage(
+        (
+            "data.radiomapseer.simulation",
+            "data.radiomapseer.image_size",
+            "data.radiomapseer.gain_threshold",
+            "data.radiomapseer.split",
+        ),
+        _MODEL,
+    ),
+    "evaluate_icassp": Stage((), _MODEL),
+    "benchmark": Stage(("benchmark",), _MODEL),
 }

@@ -18,6 +18,10 @@ pytestmark = pytest.mark.e2e
 
 ALL = set(STAGES)
 ICASSP_VAES = {"train_vae_building", "train_vae_antenna", "train_vae_radio"}
+RMS_MODELS = {"train_ldm_radiomapseer", "sample_radiomapseer", "evaluate_radiomapseer", "benchmark"}
+ICASSP_MODELS = {"train_ldm_icassp", "train_radiounet_icassp", "sample_icassp", "evaluate_icassp", "benchmark"}
+ICASSP_LDM = {"train_ldm_icassp", "sample_icassp", "evaluate_icassp", "benchmark"}
+METRICS = {"nmse", "rmse", "ssim", "psnr", "mae", "rmse_db", "rmse_whole_set", "ms_per_map"}
 
 
 def check_outputs(repo):
@@ -34,7 +38,25 @@ def check_outputs(repo):
         assert metrics["psnr"] > 0 and metrics["latent_shape"][1:] == [8, 8]
         assert (repo / f"results/vae/{name}/model/config.json").is_file()
         assert (repo / f"results/vae/{name}/train_log.csv").read_text().startswith("step")
+    for ds in ("radiomapseer", "icassp"):
+        summary = json.loads((repo / f"results/evaluate/{ds}/summary.json").read_text())
+        assert {"radiodiff", "radiounet", "physics"} <= set(summary)
+        for method in ("radiodiff", "radiounet", "physics"):
+            assert METRICS <= set(summary[method]), (ds, method)
+            assert 0 <= summary[method]["rmse"] <= 1 and summary[method]["ms_per_map"] > 0
+            pngs = sorted(p.name for p in (repo / f"results/samples/{ds}/{method}").glob("*.png"))
+            assert len(pngs) == summary["protocol"]["maps"] > 0
+        rows = (repo / f"results/evaluate/{ds}/per_sample.csv").read_text().splitlines()
+        assert len(rows) == 1 + 3 * 2 * summary["protocol"]["maps"]  # methods x scopes x maps
+    icassp = json.loads((repo / "results/evaluate/icassp/summary.json").read_text())
+    assert icassp["radiodiff"]["per_building"] and icassp["radiodiff"]["per_band"]
+    bench = json.loads((repo / "results/benchmark.json").read_text())
+    assert set(bench["models"]) == {f"{k}/{d}" for k in ("radiodiff", "radiounet") for d in ("radiomapseer", "icassp")}
+    assert set(bench["models"]["radiodiff/icassp"]["sample_ms_per_map"]) == {"1", "2"}
+    for name in ("ldm/radiomapseer", "ldm/icassp", "radiounet/radiomapseer", "radiounet/icassp"):
+        assert json.loads((repo / f"results/{name}/metrics.json").read_text())["steps"] > 0
     assert not list(repo.glob("data/**/.*.tmp-*")), "no temporary leftovers"
+    assert not list(repo.glob("results/**/.*.tmp-*")), "no temporary leftovers"
 
 
 def snakemake(repo, *targets):
@@ -52,11 +74,13 @@ def test_snakemake_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     check_outputs(repo_copy)
     assert snakemake(repo_copy) == set(), "a second run has nothing to do"
     edit_params(repo_copy, "edges.low_threshold", 30)
-    assert snakemake(repo_copy) == {"edges", "train_vae_radiomapseer"}
+    assert snakemake(repo_copy) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
     edit_params(repo_copy, "crop_icassp.margin_px", 6)
-    assert snakemake(repo_copy) == {"crop_icassp", *ICASSP_VAES}
+    assert snakemake(repo_copy) == {"crop_icassp", *ICASSP_VAES, *ICASSP_MODELS}
     edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
-    assert snakemake(repo_copy) == {"train_vae_radio"}
+    assert snakemake(repo_copy) == {"train_vae_radio", *ICASSP_LDM}
+    edit_params(repo_copy, "sample.steps", 3)
+    assert snakemake(repo_copy) == {"sample_radiomapseer", "sample_icassp", "evaluate_radiomapseer", "evaluate_icassp"}
 
 
 def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
@@ -64,11 +88,18 @@ def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     check_outputs(repo_copy)
     assert dvc_repro(repo_copy) == set()
     edit_params(repo_copy, "edges.low_threshold", 30)
-    assert dvc_repro(repo_copy) == {"edges", "train_vae_radiomapseer"}
+    assert dvc_repro(repo_copy) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
     edit_params(repo_copy, "data.icassp.split.seed", 7)
-    assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda", *ICASSP_VAES}
+    assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda", *ICASSP_VAES, *ICASSP_MODELS}
     edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
-    assert dvc_repro(repo_copy) == {"train_vae_radio"}
+    assert dvc_repro(repo_copy) == {"train_vae_radio", *ICASSP_LDM}
+    edit_params(repo_copy, "train_radiounet_radiomapseer.train.lr", 1.0e-3)
+    assert dvc_repro(repo_copy) == {
+        "train_radiounet_radiomapseer",
+        "sample_radiomapseer",
+        "evaluate_radiomapseer",
+        "benchmark",
+    }
 
 
 def test_real_radiomapseer_root_runs_without_synthesis(repo_copy, real_root):

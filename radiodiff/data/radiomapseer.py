@@ -156,27 +156,48 @@ class RadioMapSeerDataset(Dataset):
                 f"{self.root / 'gain' / self.simulation / (s.name + '.png')}: size {g.shape} != buildings {b.shape}"
             )
         tx_full = tx_position(self.root / "png/antennas" / f"{s.name}.png")
-        size = self.size
-        b_small = area_resize(b.astype(np.float32), size)
-        tx_map, tx_small = tx_onehot(tx_full, b.shape, size)
-        if self.condition == "static":
-            third = b_small
-        elif self.condition == "dynamic":
+        cars = None
+        if self.condition == "dynamic":
             cars = read_png(self.root / "png/cars" / f"{s.map_id}.png", "L") > 127
-            third = area_resize(cars.astype(np.float32), size)
-        else:
-            scale = b.shape[0] / size  # metres per model pixel (1 m/pixel at full size)
-            third = physics_prior((size, size), tx_small, self.physics_exponent, pixel_size_m=scale)
-            third = third * (b_small < 0.5)
-        cond = np.stack([b_small, tx_map, third]) * 2.0 - 1.0
-        target = area_resize(g, size)[None] * 2.0 - 1.0
+        cond, b_small, tx_small = make_condition(
+            b, tx_full, self.size, self.condition, self.physics_exponent, cars=cars
+        )
+        target = area_resize(g, self.size)[None] * 2.0 - 1.0
         return {
-            "condition": torch.from_numpy(cond.astype(np.float32)),
+            "condition": torch.from_numpy(cond),
             "target": torch.from_numpy(target.astype(np.float32)),
             "buildings": torch.from_numpy(b_small[None]),
             "tx": tx_small,
             "name": s.name,
         }
+
+
+def make_condition(
+    buildings: np.ndarray,
+    tx_rc: tuple[int, int],
+    size: int,
+    condition: str = "static",
+    physics_exponent: float = 2.5,
+    cars: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The 3×S×S condition image in [−1, 1] from a full-resolution building mask (bool, 1 m/pixel)
+    and Tx (row, col); also the area-averaged building mask and the Tx pixel at S."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    b_small = area_resize(buildings.astype(np.float32), size)
+    tx_map, tx_small = tx_onehot(tx_rc, buildings.shape, size)
+    if condition == "static":
+        third = b_small
+    elif condition == "dynamic":
+        if cars is None:
+            raise DataError("the dynamic condition needs a cars mask")
+        third = area_resize(cars.astype(np.float32), size)
+    else:
+        scale = buildings.shape[0] / size  # metres per model pixel (1 m/pixel at full size)
+        third = physics_prior((size, size), tx_small, physics_exponent, pixel_size_m=scale)
+        third = third * (b_small < 0.5)
+    cond = np.stack([b_small, tx_map, third]) * 2.0 - 1.0
+    return cond.astype(np.float32), b_small, tx_small
 
 
 def real_layout_from_gain_maps(gain_dir: str | Path, out: str | Path, map_id: int = 0, simulation: str = "DPM") -> Path:

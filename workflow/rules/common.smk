@@ -35,4 +35,6 @@ def all_targets():
         "data/icassp/crops",
         "results/eda",
         *[f"results/vae/{name}/metrics.json" for name in VAE_NAMES],
+        *[f"results/evaluate/{ds}/summary.json" for ds in ("radiomapseer", "icassp")],
+        "results/benchmark.json",
     ]

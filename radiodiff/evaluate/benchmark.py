@@ -1,0 +1,156 @@
+"""The benchmark stage: speed and memory of every trained model on the current device.
+
+Per model folder: a few timed training steps (forward, backward, AdamW step on a copy of the
+model, batches of the model's own shapes; the first ``warmup`` steps are not timed), giving
+steps/s, ms/step and peak memory; and sampling ms per map at the configured batch size
+(RadioDiff at each of ``radiodiff_steps`` sampler steps; RadioUNet one forward pass). The
+physics baselines are timed too. Nothing is trained to convergence and no output is reused.
+Peak memory: CUDA max allocated on a GPU; on a CPU the process's peak RSS so far (a bound,
+not a per-model figure).
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radiodiff.core.io import write_json
+from radiodiff.diffusion import const_sde
+from radiodiff.evaluate.baselines import icassp_physics_unit, radiomapseer_physics
+from radiodiff.evaluate.sampling import default_device
+from radiodiff.models.autoencoder import count_parameters
+from radiodiff.models.pipelines import RadioDiffPipeline, load_pipeline
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _condition(pipe, batch: int, device, generator) -> torch.Tensor:
+    size = int(pipe.meta["image_size"])
+    return (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(device)
+
+
+def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
+    g = torch.Generator().manual_seed(0)
+    if isinstance(pipe, RadioDiffPipeline):
+        net = copy.deepcopy(pipe.unet).to(device).train()
+        cfg = net.config
+        side = int(pipe.meta["image_size"]) // pipe.vae.downsample_factor
+        z0 = torch.randn(batch, cfg.latent_channels, side, side, generator=g).to(device)
+        extra = (
+            torch.randn(batch, cfg.extra_channels, side, side, generator=g).to(device) if cfg.extra_channels else None
+        )
+        cond = _condition(pipe, batch, device, g)
+
+        def loss_fn():
+            t = const_sde.sample_time(batch, device=device)
+            noise = torch.randn_like(z0)
+            z_t = const_sde.forward_process(z0, t, noise)
+            f_c, f_e = net(z_t, t, cond, extra)
+            c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e)
+            return const_sde.diffusion_loss(c, e, z0, noise, t)[0]
+    else:
+        net = copy.deepcopy(pipe.net).to(device).train()
+        cond = _condition(pipe, batch, device, g)
+        target = torch.rand(batch, 1, cond.shape[-2], cond.shape[-1], generator=g).to(device)
+
+        def loss_fn():
+            return ((net(cond) - target) ** 2).mean()
+
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(warmup + steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    mean = float(np.mean(times))
+    return {
+        "batch_size": batch,
+        "timed_steps": steps,
+        "ms_per_step": 1000 * mean,
+        "steps_per_s": 1 / mean,
+        "peak_memory_mb": _peak_mb(device),
+        "parameters": count_parameters(net),
+    }
+
+
+@torch.no_grad()
+def time_sampling(pipe, batch: int, repeats: int, device, steps=None) -> float:
+    """Milliseconds per map (median over ``repeats`` batches, after one untimed batch)."""
+    g = torch.Generator().manual_seed(1)
+    cond = _condition(pipe, batch, device, g)
+    gen = torch.Generator(device=device).manual_seed(0)
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        pipe(cond, steps=steps, generator=gen)
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times)) / batch
+
+
+def time_physics(dataset: str, size: int, maps: int = 16) -> float:
+    t0 = time.perf_counter()
+    if dataset == "radiomapseer":
+        b = np.zeros((size, size), np.float32)
+        for i in range(maps):
+            radiomapseer_physics(b, (i % size, (3 * i) % size), 3.0, 256)
+    else:
+        icassp_physics_unit(torch.zeros(maps, 3, size, size))
+    return 1000 * (time.perf_counter() - t0) / maps
+
+
+def run_benchmark(model_dirs: list, out, params: dict) -> dict:
+    b = params["benchmark"]
+    device = default_device()
+    result: dict = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "settings": dict(b),
+        "models": {},
+        "physics": {},
+    }
+    for model_dir in model_dirs:
+        pipe = load_pipeline(model_dir).to(device).eval()
+        kind = "radiodiff" if isinstance(pipe, RadioDiffPipeline) else "radiounet"
+        key = f"{kind}/{pipe.meta['dataset']}"
+        entry = {"model": str(model_dir), "image_size": pipe.meta["image_size"]}
+        entry["train"] = time_training(pipe, b["train_batch_size"], b["train_steps"], b["warmup_steps"], device)
+        if kind == "radiodiff":
+            entry["sample_ms_per_map"] = {
+                str(n): time_sampling(pipe, b["sample_batch_size"], b["sample_repeats"], device, n)
+                for n in b["radiodiff_steps"]
+            }
+        else:
+            entry["sample_ms_per_map"] = time_sampling(pipe, b["sample_batch_size"], b["sample_repeats"], device)
+        result["models"][key] = entry
+        result["physics"].setdefault(
+            pipe.meta["dataset"], time_physics(pipe.meta["dataset"], int(pipe.meta["image_size"]))
+        )
+    write_json(Path(out), result)
+    return result

@@ -1,0 +1,142 @@
+"""``radiodiff predict``: radio maps from a trained model folder (RadioDiff or RadioUNet).
+
+RadioMapSeer: a buildings PNG (255 = building, 1 m/pixel) and a Tx (row, col) in its pixels,
+or a whole RadioMapSeer folder (every map and Tx). ICASSP: a raw input RGB PNG
+(reflectance, transmittance, distance to the Tx) with its antenna pattern CSV and band; the
+B channel is replaced by FSPL with the pattern, as the arrange stage does, and the Tx-aware
+crop the model was trained at is predicted; or a whole crop_icassp folder. Outputs are PNGs in
+the dataset's encoding (gray gain; path loss dB), one per input, at the model's resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radiodiff.core.errors import DataError, RadiodiffError
+from radiodiff.core.io import read_png
+from radiodiff.data.icassp import FREQUENCIES_HZ
+from radiodiff.data.radiomapseer import make_condition
+from radiodiff.evaluate.metrics import zero_buildings
+from radiodiff.evaluate.sampling import default_device, predict_items, write_maps
+from radiodiff.models.pipelines import load_pipeline
+from radiodiff.train.inputs import StackedItems, icassp_items, radiomapseer_items
+
+
+def _check_tx(tx_rc, shape, where) -> tuple[int, int]:
+    r, c = int(tx_rc[0]), int(tx_rc[1])
+    if not (0 <= r < shape[0] and 0 <= c < shape[1]):
+        raise DataError(f"{where}: Tx (row {r}, col {c}) lies outside the {shape[1]}×{shape[0]} map")
+    return r, c
+
+
+def radiomapseer_single(pipe, buildings_png, tx_rc, cars_png=None) -> StackedItems:
+    b = read_png(buildings_png, "L") > 127
+    tx = _check_tx(tx_rc, b.shape, buildings_png)
+    if b[tx]:
+        raise DataError(f"{buildings_png}: Tx (row {tx[0]}, col {tx[1]}) lies inside a building")
+    cars = read_png(cars_png, "L") > 127 if cars_png else None
+    if pipe.meta["condition"] == "dynamic" and cars is None:
+        raise RadiodiffError("this model was trained on the dynamic condition: give --cars PNG")
+    cond, b_small, tx_small = make_condition(
+        b, tx, int(pipe.meta["image_size"]), pipe.meta["condition"], pipe.meta.get("physics_exponent") or 2.0, cars
+    )
+    name = f"{Path(buildings_png).stem}_tx{tx[0]}_{tx[1]}"
+    return StackedItems(
+        {"condition": torch.from_numpy(cond)[None], "buildings": torch.from_numpy(b_small)[None, None]}, [name]
+    )
+
+
+def icassp_single(pipe, input_png, pattern_csv, band: int, azimuth_deg: float = 0.0) -> tuple[StackedItems, dict]:
+    """The Tx-aware crop (model size) of a raw ICASSP input, with FSPL + pattern in channel B."""
+    from radiodiff.data.arrange_icassp import fspl_pattern_db
+    from radiodiff.data.tx_crop import cut, origin_range
+    from radiodiff.physics.antenna import read_pattern
+
+    rgb = read_png(input_png, "RGB")[..., :3]
+    if band not in FREQUENCIES_HZ:
+        raise RadiodiffError(f"--band: expected one of {sorted(FREQUENCIES_HZ)}, got {band}")
+    dist = rgb[..., 2].astype(np.float64)
+    tx = np.unravel_index(int(np.argmin(dist)), dist.shape)  # channel B = distance to the Tx
+    pattern = read_pattern(pattern_csv)
+    fspl = np.clip(np.round(fspl_pattern_db(dist.shape, tx, FREQUENCIES_HZ[band], pattern, azimuth_deg)), 0, 255)
+    arranged = np.dstack([rgb[..., 0], rgb[..., 1], fspl.astype(np.uint8)])
+    size = int(pipe.meta["image_size"])
+    margin = min(10, (size - 1) // 2)
+    (r_lo, r_hi), (c_lo, c_hi) = (origin_range(t, n, size, margin) for t, n in zip(tx, dist.shape, strict=True))
+    row0, col0 = (r_lo + r_hi) // 2, (c_lo + c_hi) // 2
+    crop = cut(arranged, row0, col0, size)
+    valid = cut(np.ones(dist.shape, bool), row0, col0, size)
+    cond = torch.from_numpy(crop.transpose(2, 0, 1).astype(np.float32) / 255.0 * 2.0 - 1.0)[None]
+    name = Path(input_png).stem
+    items = StackedItems({"condition": cond, "valid": torch.from_numpy(valid)[None, None]}, [name])
+    return items, {"row0": row0, "col0": col0, "tx_row": int(tx[0]), "tx_col": int(tx[1]), "size": size}
+
+
+def predict(
+    model_dir,
+    out,
+    *,
+    buildings=None,
+    tx=None,
+    cars=None,
+    input_png=None,
+    pattern=None,
+    band=None,
+    azimuth=0.0,
+    input_dir=None,
+    data: dict | None = None,
+    steps=None,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[Path]:
+    """Predict and write PNGs into ``out``; returns their paths."""
+    pipe = load_pipeline(model_dir)
+    device = default_device()
+    dataset = pipe.meta["dataset"]
+    extra: dict = {}
+    if input_dir is not None:
+        if dataset == "radiomapseer":
+            d = dict(data or {})
+            d.setdefault("simulation", "DPM")
+            d["image_size"] = int(pipe.meta["image_size"])
+            d.setdefault("gain_threshold", 0.0)
+            from radiodiff.data.radiomapseer import discover_maps
+
+            maps = list(discover_maps(input_dir))
+            exponent = pipe.meta.get("physics_exponent") or 2.0
+            items = radiomapseer_items(input_dir, "all", d, pipe.meta["condition"], exponent, maps=maps)
+        else:
+            parts = [icassp_items(input_dir, s) for s in ("train", "val", "test") if _has_split(input_dir, s)]
+            items = _concat(parts)
+    elif dataset == "radiomapseer":
+        if buildings is None or tx is None:
+            raise RadiodiffError("predict (RadioMapSeer model): give --buildings PNG and --tx ROW,COL, or --input-dir")
+        items = radiomapseer_single(pipe, buildings, tx, cars)
+    else:
+        if input_png is None or pattern is None or band is None:
+            raise RadiodiffError("predict (ICASSP model): give --input PNG, --pattern CSV and --band, or --input-dir")
+        items, extra = icassp_single(pipe, input_png, pattern, int(band), azimuth)
+    pred, _ = predict_items(pipe, items, steps, seed, batch_size, device)
+    if "buildings" in items.tensors:
+        pred = zero_buildings(pred, items.tensors["buildings"])
+    out = Path(out)
+    write_maps(out, items.names, pred, dataset, items.tensors.get("valid"))
+    return [out / f"{n}.png" for n in items.names]
+
+
+def _has_split(crops_dir, split: str) -> bool:
+    from radiodiff.data.icassp import read_metadata
+
+    return any(r["split"] == split for r in read_metadata(Path(crops_dir) / "metadata.csv"))
+
+
+def _concat(parts: list[StackedItems]) -> StackedItems:
+    if not parts:
+        raise DataError("no crops found")
+    keys = parts[0].tensors.keys()
+    return StackedItems(
+        {k: torch.cat([p.tensors[k] for p in parts]) for k in keys}, [n for p in parts for n in p.names]
+    )

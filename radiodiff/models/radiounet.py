@@ -1,0 +1,281 @@
+"""A RadioUNet-style supervised U-Net baseline: condition channels -> radio map in one pass.
+
+After Levie et al., "RadioUNet" (IEEE TWC 2021): an encoder–decoder with skip connections that
+maps the input channels (buildings, Tx one-hot and a third channel) straight to the gain map.
+Written from scratch and kept small: per level, ``blocks_per_level`` (3×3 conv, norm, ReLU)
+blocks; 2×2 max-pool (or a stride-2 conv) down; 2×2 transposed conv (or nearest ×2 + 3×3 conv)
+up; the skip concatenated before the level's decoder blocks; a 1×1 output conv.
+
+The output is unbounded (it is trained with MSE against targets on [−1, 1]); callers clamp.
+The network is fully convolutional: any H and W divisible by 2**(len(channel_mults) − 1) work,
+``image_size`` records the training size. It is built from a :class:`RadioUNetConfig` that
+round-trips to ``config.json`` beside the weights (``save_pretrained`` / ``from_pretrained``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radiodiff.core.errors import ParamsError, RadiodiffError
+from radiodiff.core.io import atomic_file, read_json, write_json
+from radiodiff.models.autoencoder import CONFIG_NAME, SAFETENSORS_NAME, TORCH_NAME, _has_safetensors, group_norm
+
+__all__ = ["NORMS", "RadioUNet", "RadioUNetConfig"]
+
+NORMS = ("batch", "group", "none")
+DOWNSAMPLES = ("maxpool", "conv")
+UPSAMPLES = ("transpose", "nearest")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RadioUNetConfig:
+    """Architecture of :class:`RadioUNet`; every field is saved to ``config.json``.
+
+    ``channel_mults`` gives each level's width as a multiple of ``base_channels``; its length is
+    the number of levels (``len − 1`` halvings). ``base_channels`` 16 suits the quick scale,
+    64 is paper-sized. ``norm``: "batch" (BatchNorm), "group" (GroupNorm, up to 32 groups) or
+    "none" (conv bias instead).
+    """
+
+    in_channels: int = 3
+    out_channels: int = 1
+    image_size: int = 256
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8)
+    blocks_per_level: int = 2
+    norm: str = "batch"
+    downsample: str = "maxpool"
+    upsample: str = "transpose"
+
+    def __post_init__(self) -> None:
+        for key in ("in_channels", "out_channels", "image_size", "base_channels", "blocks_per_level"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParamsError(f"radiounet config: {key} must be a positive integer, got {value!r}")
+        mults = self.channel_mults
+        if isinstance(mults, str | bytes) or not isinstance(mults, list | tuple):
+            raise ParamsError(f"radiounet config: channel_mults must be a list of positive integers, got {mults!r}")
+        if not mults or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in mults):
+            raise ParamsError(f"radiounet config: channel_mults must be non-empty positive integers, got {mults!r}")
+        self.channel_mults = tuple(mults)
+        for key, allowed in (("norm", NORMS), ("downsample", DOWNSAMPLES), ("upsample", UPSAMPLES)):
+            if getattr(self, key) not in allowed:
+                raise ParamsError(f"radiounet config: {key} must be one of {list(allowed)}, got {getattr(self, key)!r}")
+        f = self.downsample_factor
+        if self.image_size % f:
+            raise ParamsError(
+                f"radiounet config: image_size {self.image_size} must be divisible by {f} "
+                f"(2**(len(channel_mults) − 1) for {len(self.channel_mults)} levels)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RadioUNetConfig:
+        """Build from :meth:`to_dict` output; keys starting with ``_`` (metadata) are ignored."""
+        if not isinstance(d, dict):
+            raise ParamsError(f"radiounet config: expected a mapping, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in d if k not in names and not str(k).startswith("_"))
+        if unknown:
+            raise ParamsError(f"radiounet config: unknown key(s) {unknown}; expected a subset of {sorted(names)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channel_mults) - 1)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Channels at each level, from full resolution down."""
+        return tuple(self.base_channels * m for m in self.channel_mults)
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return group_norm(channels)
+    return nn.Identity()
+
+
+class ConvBlocks(nn.Sequential):
+    """``n`` × (3×3 conv, norm, ReLU); the first conv maps ``in_channels`` to ``out_channels``."""
+
+    def __init__(self, in_channels: int, out_channels: int, n: int, norm: str):
+        layers: list[nn.Module] = []
+        for i in range(n):
+            cin = in_channels if i == 0 else out_channels
+            # A norm right after the conv makes its bias redundant.
+            layers.append(nn.Conv2d(cin, out_channels, 3, padding=1, bias=norm == "none"))
+            layers.append(_norm(norm, out_channels))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+def _down(kind: str, channels: int) -> nn.Module:
+    if kind == "maxpool":
+        return nn.MaxPool2d(2)
+    return nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+
+class _NearestUp(nn.Module):
+    """Nearest ×2 then a 3×3 conv (no checkerboard artefacts, unlike a transposed conv)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _up(kind: str, in_channels: int, out_channels: int) -> nn.Module:
+    if kind == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+    return _NearestUp(in_channels, out_channels)
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+class RadioUNet(nn.Module):
+    """x (B, in_channels, H, W) -> (B, out_channels, H, W), unbounded; H, W divisible by 2**(levels − 1)."""
+
+    def __init__(self, config: RadioUNetConfig):
+        super().__init__()
+        if not isinstance(config, RadioUNetConfig):
+            raise TypeError(f"RadioUNet expects a RadioUNetConfig, got {type(config).__name__}")
+        self.config = c = config
+        widths = c.widths
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        channels = c.in_channels
+        for i, w in enumerate(widths):
+            self.encoders.append(ConvBlocks(channels, w, c.blocks_per_level, c.norm))
+            channels = w
+            if i != len(widths) - 1:
+                self.downs.append(_down(c.downsample, w))
+        # Built from the lowest resolution up: ups[0] / decoders[0] are applied first.
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for i in reversed(range(len(widths) - 1)):
+            self.ups.append(_up(c.upsample, widths[i + 1], widths[i]))
+            self.decoders.append(ConvBlocks(2 * widths[i], widths[i], c.blocks_per_level, c.norm))
+        self.conv_out = nn.Conv2d(widths[0], c.out_channels, 1)
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.config.downsample_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.downsample_factor
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels or x.shape[-2] % f or x.shape[-1] % f:
+            raise RadiodiffError(
+                f"RadioUNet: expected input (B, {self.config.in_channels}, H, W) with H and W divisible by {f}, "
+                f"got {tuple(x.shape)}"
+            )
+        skips = []
+        h = x
+        for i, enc in enumerate(self.encoders):
+            h = enc(h)
+            if i < len(self.downs):
+                skips.append(h)
+                h = self.downs[i](h)
+        for up, dec in zip(self.ups, self.decoders, strict=True):
+            h = dec(torch.cat([up(h), skips.pop()], dim=1))
+        return self.conv_out(h)
+
+    # ---- persistence --------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (or ``model.pt``), each atomically.
+
+        The state includes BatchNorm running statistics, so a reloaded model in eval mode
+        reproduces this one's eval-mode output exactly.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if safe_serialization and _has_safetensors():
+            from safetensors.torch import save as st_save
+
+            with atomic_file(directory / SAFETENSORS_NAME, "wb") as f:
+                f.write(st_save(state, metadata={"format": "pt"}))
+            stale = directory / TORCH_NAME
+        else:
+            with atomic_file(directory / TORCH_NAME, "wb") as f:
+                torch.save(state, f)
+            stale = directory / SAFETENSORS_NAME
+        # A weights file of the other format left from an earlier save would shadow this one.
+        stale.unlink(missing_ok=True)
+        write_json(directory / CONFIG_NAME, {"_class_name": type(self).__name__, **self.config.to_dict()})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> RadioUNet:
+        """Rebuild a model saved by :meth:`save_pretrained` (in eval mode); a missing or corrupt
+        folder, or one holding another model class, raises RadiodiffError."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise RadiodiffError(f"{directory}: RadioUNet folder not found")
+        try:
+            raw = read_json(directory / CONFIG_NAME)
+        except RadiodiffError as e:
+            raise RadiodiffError(f"{directory}: cannot read the RadioUNet config ({e})") from None
+        saved_class = raw.get("_class_name", cls.__name__) if isinstance(raw, dict) else cls.__name__
+        if saved_class != cls.__name__:
+            raise RadiodiffError(f"{directory}: config.json describes a {saved_class}, not a {cls.__name__}")
+        try:
+            config = RadioUNetConfig.from_dict(raw)
+        except RadiodiffError as e:
+            raise RadiodiffError(f"{directory}: invalid RadioUNet config ({e})") from None
+        except TypeError as e:
+            raise RadiodiffError(f"{directory}: invalid RadioUNet config ({e})") from None
+        st_path, pt_path = directory / SAFETENSORS_NAME, directory / TORCH_NAME
+        try:
+            if st_path.is_file():
+                from safetensors.torch import load_file
+
+                state = load_file(str(st_path), device="cpu")
+            elif pt_path.is_file():
+                state = torch.load(pt_path, map_location="cpu", weights_only=True)
+            else:
+                raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
+        except RadiodiffError:
+            raise
+        except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
+            raise RadiodiffError(f"{directory}: unreadable RadioUNet weights ({type(e).__name__}: {e})") from None
+        model = cls(config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RadiodiffError(f"{directory}: weights do not match config.json ({first} ...)") from None
+        return model.to(device).eval()

@@ -1,0 +1,167 @@
+"""The LDM and RadioUNet stages on a tiny dataset: train a few steps, export a model folder,
+sample, predict, and score it on another root; plus the physics baseline's exponent fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from radiodiff.cli import main
+from radiodiff.core.io import read_png
+from radiodiff.data.radiomapseer import physics_prior
+from radiodiff.evaluate.baselines import fit_log_distance_exponent, icassp_physics_unit
+from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
+from radiodiff.models.pipelines import RadioDiffPipeline, RadioUNetPipeline, load_pipeline
+from radiodiff.train.inputs import N_DIHEDRAL, StackedItems, dihedral
+
+TRAIN = dict(
+    max_steps=2, batch_size=4, grad_accum=1, lr=1e-3, lr_power=0.95, min_lr=0.05, weight_decay=0.0,
+    clip_grad_norm=1.0, ema_decay=0.9, ema_every=1, ema_start=0, mixed_precision="no", save_every=2,
+    eval_every=2, log_every=1, max_nonfinite=10, seed=0,
+)  # fmt: skip
+UNET = dict(
+    dim=8, dim_mults=[1, 2], num_res_blocks=1, resnet_groups=4, time_dim=16, fourier_scale=16.0, attn_heads=1,
+    attn_dim_head=8, cross_windows=[1, 1], swin_embed_dim=8, swin_depths=[1, 1], swin_num_heads=[1, 1],
+    swin_window_size=4, swin_drop_path=0.0, swin_checkpoint=None, aft=True, dropout=0.0,
+)  # fmt: skip
+DIFFUSION = dict(scale_factor="auto", weighting="jul2025", l1=True, skip=True, t_eps=1e-4, sampling_steps=2)
+DATA = dict(
+    simulation="DPM", condition="physics", image_size=32, gain_threshold=0.0, physics_exponent=None,
+    split={"train": 0.6, "val": 0.2, "test": 0.2, "seed": 42},
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_radiomapseer, tmp_path_factory):
+    """A 2-step LDM (on an untrained tiny VAE) and a 2-step RadioUNet for the tiny RadioMapSeer set."""
+    from radiodiff.train.ldm import train_ldm
+    from radiodiff.train.radiounet import train_radiounet
+
+    tmp = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    vae_cfg = AutoencoderKLConfig(in_channels=1, out_channels=1, resolution=32, ch=8, ch_mult=(1, 1, 2), z_channels=3)
+    AutoencoderKL(vae_cfg).save_pretrained(tmp / "vae")
+    inputs = {"root": str(tiny_radiomapseer), "data": DATA, "vae": str(tmp / "vae")}
+    section = {"model": UNET, "diffusion": DIFFUSION, "train": TRAIN}
+    ldm = train_ldm("radiomapseer", section, inputs, tmp / "ldm", state_root=tmp / "state")
+    unet_section = {"model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"), "train": TRAIN}
+    rnet = train_radiounet("radiomapseer", unet_section, inputs, tmp / "radiounet", state_root=tmp / "state")
+    return {"dir": tmp, "ldm": ldm, "radiounet": rnet, "root": tiny_radiomapseer}
+
+
+def test_training_writes_model_folders_and_metrics(trained):
+    d = trained["dir"]
+    for name in ("ldm", "radiounet"):
+        metrics = json.loads((d / name / "metrics.json").read_text())
+        assert metrics["steps"] == 2 and metrics["condition"] == "physics"
+        assert 1.5 <= metrics["physics_exponent"] <= 6.0
+        assert 0 <= metrics["rmse"] <= 1 and metrics["parameters"] > 0
+        assert (d / name / "train_log.csv").read_text().startswith("step")
+    assert isinstance(load_pipeline(d / "ldm/model"), RadioDiffPipeline)
+    assert isinstance(load_pipeline(d / "radiounet/model"), RadioUNetPipeline)
+    meta = json.loads((d / "ldm/model/radiodiff.json").read_text())
+    assert meta["scale_factor"] > 0 and meta["sampling_steps"] == 2 and meta["image_size"] == 32
+    assert trained["ldm"]["latent_shape"] == [3, 8, 8]
+
+
+def test_pipeline_sampling_is_deterministic_for_a_seed(trained):
+    pipe = load_pipeline(trained["dir"] / "ldm/model")
+    cond = torch.rand(2, 3, 32, 32) * 2 - 1
+    a = pipe(cond, steps=3, generator=torch.Generator().manual_seed(5))
+    b = pipe(cond, steps=3, generator=torch.Generator().manual_seed(5))
+    c = pipe(cond, steps=3, generator=torch.Generator().manual_seed(6))
+    assert a.shape == (2, 1, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+def test_predict_a_synthetic_map(trained, tmp_path, capsys):
+    root = trained["root"]
+    buildings = root / "png/buildings_complete/0.png"
+    b = read_png(buildings, "L") > 127
+    free = np.argwhere(~b)[len(np.argwhere(~b)) // 2]
+    out = tmp_path / "pred"
+    for model in ("ldm", "radiounet"):
+        code = main(["predict", "--model", str(trained["dir"] / model / "model"), "--buildings", str(buildings),
+                     "--tx", f"{free[0]},{free[1]}", "--out", str(out / model), "--params", "none.yaml"])  # fmt: skip
+        assert code == 0
+        printed = capsys.readouterr().out.strip().splitlines()
+        assert len(printed) == 1 and printed[0].endswith(".png")
+        img = read_png(printed[0], "L")
+        assert img.shape == (32, 32)
+        # fully covered building pixels are 0, as in the data
+        from radiodiff.data.radiomapseer import area_resize
+
+        assert (img[area_resize(b.astype(np.float32), 32) >= 1.0 - 1e-6] == 0).all()
+    # the folder form: every map and Tx of a RadioMapSeer root
+    assert main(["predict", "--model", str(trained["dir"] / "ldm/model"), "--input-dir", str(root),
+                 "--out", str(tmp_path / "all"), "--params", "none.yaml"]) == 0  # fmt: skip
+    assert len(list((tmp_path / "all").glob("*.png"))) == 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--buildings", "missing.png", "--tx", "3,3"], "missing.png: file not found"),
+        (["--tx", "3,3"], "give --buildings"),
+        (["--buildings", "{b}", "--tx", "400,3"], "outside the 64×64 map"),
+        (["--buildings", "{b}", "--tx", "3"], "--tx: expected ROW,COL"),
+    ],
+)
+def test_predict_bad_input_fails_clearly(trained, tmp_path, capsys, args, message):
+    b = str(trained["root"] / "png/buildings_complete/0.png")
+    args = [a.replace("{b}", b) for a in args]
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(trained["dir"] / "ldm/model"), "--out", str(out), *args])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists(), "nothing written"
+
+
+def test_predict_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path), "--buildings", "x.png", "--tx", "1,1", "--out", "o"]) == 1
+    assert "not a trained model folder" in capsys.readouterr().err
+
+
+def test_evaluate_a_model_on_another_root(trained, real_root, tmp_path, capsys):
+    """`radiodiff evaluate --model --root` on the real samples (no retraining)."""
+    # the real maps are 256 px at 1 m/pixel; the model runs at 32 px as trained
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(trained["dir"] / "ldm/model"), "--root", str(real_root),
+                 "--out", str(out), "--params", "none.yaml"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"radiodiff", "physics", "protocol"} <= set(summary)
+    assert summary["protocol"]["maps"] == 4 and summary["radiodiff"]["n_images"] == 4
+    assert (out / "per_sample.csv").read_text().count("\n") == 1 + 2 * 2 * 4
+
+
+def test_exponent_fit_recovers_a_log_distance_map():
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(6):
+        tx = tuple(int(v) for v in rng.integers(4, 28, 2))
+        g = physics_prior((32, 32), tx, 3.3, pixel_size_m=8.0)
+        samples.append((g, np.zeros((32, 32), np.float32), tx))
+    assert fit_log_distance_exponent(samples, full_size=256) == pytest.approx(3.3, abs=0.006)
+
+
+def test_icassp_physics_baseline_reads_fspl_channel():
+    x = torch.full((1, 3, 2, 2), -1.0)
+    x[0, 2] = torch.tensor([[60.0, 13.0], [200.0, 5.0]]) / 255 * 2 - 1  # FSPL − G in dB as gray
+    unit = icassp_physics_unit(x)[0, 0]
+    expected = (160 - torch.tensor([[60.0, 13.0], [160.0, 13.0]])) / 147
+    assert torch.allclose(unit, expected, atol=1e-5)
+
+
+def test_dihedral_variants():
+    x = torch.arange(16.0).view(1, 4, 4)
+    variants = [dihedral(x, v) for v in range(N_DIHEDRAL)]
+    assert torch.equal(variants[0], x)
+    assert len({tuple(v.flatten().tolist()) for v in variants}) == 8
+    items = StackedItems({"a": x[None], "s": torch.tensor([7])}, ["n"], variants=8, spatial=("a",))
+    items.add_per_variant("z", torch.arange(8))
+    assert len(items) == 8
+    assert torch.equal(items[5]["a"], variants[5]) and items[5]["z"] == 5 and items[5]["s"] == 7
