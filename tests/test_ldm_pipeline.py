@@ -122,7 +122,7 @@ def test_predict_bad_input_fails_clearly(trained, tmp_path, capsys, args, messag
 
 
 def test_predict_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
-    assert main(["predict", "--model", str(tmp_path), "--buildings", "x.png", "--tx", "1,1", "--out", "o"]) == 1
+    assert main(["predict", "--model", str(tmp_path), "--input-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "not a trained model folder" in capsys.readouterr().err
 
 

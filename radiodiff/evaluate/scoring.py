@@ -18,6 +18,7 @@ Writes ``summary.json`` (keyed by method, DVC metrics) and ``per_sample.csv``.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import torch
@@ -114,8 +115,21 @@ def protocol(dataset: str, items: StackedItems, db_per_unit: float, split: str, 
     }
 
 
+def json_safe(obj):
+    """nan/inf (an undefined NMSE, a perfect image's PSNR) as null, so the summary stays standard
+    JSON for DVC; the per-sample CSV keeps the raw values."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
     out_dir = Path(out_dir)
+    summary = json_safe(summary)
     fields: list[str] = []
     for r in rows:
         fields.extend(k for k in r if k not in fields)

@@ -76,7 +76,7 @@ def radiomapseer_dataset(root, split: str, data: dict, condition: str, exponent:
         simulation=data["simulation"],
         condition=condition,
         image_size=data["image_size"],
-        split_cfg=data["split"],
+        split_cfg=data.get("split"),
         gain_threshold=data["gain_threshold"],
         physics_exponent=exponent,
         maps=maps,

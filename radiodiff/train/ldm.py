@@ -105,15 +105,16 @@ class LDMTask:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
-        sums, n = {}, 0
+        sums, counts = {}, {}
         for batch in loader:
             pred = self.predict(model, batch, self.eval_steps)
             target = ((batch["target"] + 1) / 2).clamp(0, 1)
             m = per_image_metrics(pred.float(), target.float(), batch.get("valid"))
             for k in ("nmse", "rmse", "ssim", "psnr"):
-                sums[k] = sums.get(k, 0.0) + float(torch.nan_to_num(m[k], nan=0.0).sum())
-            n += pred.shape[0]
-        return {k: v / max(n, 1) for k, v in sums.items()}
+                ok = torch.isfinite(m[k])  # an undefined value (e.g. NMSE of an all-zero map) is left out
+                sums[k] = sums.get(k, 0.0) + float(m[k][ok].sum())
+                counts[k] = counts.get(k, 0) + int(ok.sum())
+        return {k: v / max(counts[k], 1) for k, v in sums.items()}
 
     def export(self, model, out_dir: Path) -> None:
         self.pipeline(model).save_pretrained(out_dir)
