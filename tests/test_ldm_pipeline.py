@@ -47,7 +47,10 @@ def trained(tiny_radiomapseer, tmp_path_factory):
     inputs = {"root": str(tiny_radiomapseer), "data": DATA, "vae": str(tmp / "vae")}
     section = {"model": UNET, "diffusion": DIFFUSION, "train": TRAIN}
     ldm = train_ldm("radiomapseer", section, inputs, tmp / "ldm", state_root=tmp / "state")
-    unet_section = {"model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"), "train": TRAIN}
+    unet_section = {
+        "model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"),
+        "train": TRAIN,
+    }
     rnet = train_radiounet("radiomapseer", unet_section, inputs, tmp / "radiounet", state_root=tmp / "state")
     return {"dir": tmp, "ldm": ldm, "radiounet": rnet, "root": tiny_radiomapseer}
 
