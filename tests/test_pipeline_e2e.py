@@ -93,7 +93,7 @@ def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda", *ICASSP_VAES, *ICASSP_MODELS}
     edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
     assert dvc_repro(repo_copy) == {"train_vae_radio", *ICASSP_LDM}
-    edit_params(repo_copy, "train_radiounet_radiomapseer.train.lr", 1.0e-3)
+    edit_params(repo_copy, "train_radiounet_radiomapseer.train.lr", 2.0e-3)  # ci has 1e-3
     assert dvc_repro(repo_copy) == {
         "train_radiounet_radiomapseer",
         "sample_radiomapseer",
