@@ -214,7 +214,6 @@ def evaluate_model(model_dir, root, out_dir, data: dict | None = None, steps=Non
         maps = list(discover_maps(root))
         exponent = pipe.meta.get("physics_exponent")
         items = radiomapseer_items(root, "all", d, pipe.meta["condition"], exponent or 2.0, maps=maps)
-        t0 = time.perf_counter()
         pred, seconds = predict_items(pipe, items, steps, seed, batch_size, device)
         if exponent is None:
             target = ((items.tensors["target"] + 1) / 2).numpy()

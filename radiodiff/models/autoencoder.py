@@ -12,21 +12,15 @@ beside the weights (``save_pretrained`` / ``from_pretrained``).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.core.io import atomic_file, read_json, write_json
-
-CONFIG_NAME = "config.json"
-SAFETENSORS_NAME = "model.safetensors"
-TORCH_NAME = "model.pt"
+from radiodiff.core.errors import ParamsError
+from radiodiff.models.persistence import PretrainedMixin, jsonable
 
 __all__ = [
     "AutoencoderKL",
@@ -82,7 +76,7 @@ class AutoencoderKLConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AutoencoderKLConfig:
@@ -98,10 +92,6 @@ class AutoencoderKLConfig:
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
-
-
-def _jsonable(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,8 +305,11 @@ class DiagonalGaussian:
 # --------------------------------------------------------------------------------------------
 
 
-class AutoencoderKL(nn.Module):
+class AutoencoderKL(PretrainedMixin, nn.Module):
     """KL-regularised autoencoder: ``encode`` -> :class:`DiagonalGaussian`, ``decode`` -> image."""
+
+    config_class = AutoencoderKLConfig
+    display_name = "autoencoder"
 
     def __init__(self, config: AutoencoderKLConfig):
         super().__init__()
@@ -355,70 +348,6 @@ class AutoencoderKL(nn.Module):
         posterior = self.encode(x)
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
         return self.decode(z), posterior
-
-    # ---- persistence --------------------------------------------------------------------
-
-    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (or ``model.pt``), each atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        if safe_serialization and _has_safetensors():
-            from safetensors.torch import save as st_save
-
-            with atomic_file(directory / SAFETENSORS_NAME, "wb") as f:
-                f.write(st_save(state, metadata={"format": "pt"}))
-            stale = directory / TORCH_NAME
-        else:
-            with atomic_file(directory / TORCH_NAME, "wb") as f:
-                torch.save(state, f)
-            stale = directory / SAFETENSORS_NAME
-        # A weights file of the other format left from an earlier save would shadow this one.
-        stale.unlink(missing_ok=True)
-        write_json(directory / CONFIG_NAME, {"_class_name": type(self).__name__, **self.config.to_dict()})
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> AutoencoderKL:
-        """Rebuild a model saved by :meth:`save_pretrained`; a missing or corrupt folder raises RadiodiffError."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise RadiodiffError(f"{directory}: autoencoder folder not found")
-        try:
-            config = AutoencoderKLConfig.from_dict(read_json(directory / CONFIG_NAME))
-        except RadiodiffError as e:
-            raise RadiodiffError(f"{directory}: cannot read the autoencoder config ({e})") from None
-        except TypeError as e:
-            raise RadiodiffError(f"{directory}: invalid autoencoder config ({e})") from None
-        st_path, pt_path = directory / SAFETENSORS_NAME, directory / TORCH_NAME
-        try:
-            if st_path.is_file():
-                from safetensors.torch import load_file
-
-                state = load_file(str(st_path), device="cpu")
-            elif pt_path.is_file():
-                state = torch.load(pt_path, map_location="cpu", weights_only=True)
-            else:
-                raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
-        except RadiodiffError:
-            raise
-        except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
-            raise RadiodiffError(f"{directory}: unreadable autoencoder weights ({type(e).__name__}: {e})") from None
-        model = cls(config)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise RadiodiffError(f"{directory}: weights do not match config.json ({first} ...)") from None
-        return model.to(device)
-
-
-def _has_safetensors() -> bool:
-    try:
-        import safetensors.torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

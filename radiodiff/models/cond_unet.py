@@ -41,15 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.core.io import atomic_file, read_json, write_json
-from radiodiff.models.autoencoder import (
-    CONFIG_NAME,
-    SAFETENSORS_NAME,
-    TORCH_NAME,
-    _has_safetensors,
-    _jsonable,
-    count_parameters,
-)
+from radiodiff.models.autoencoder import count_parameters
+from radiodiff.models.persistence import PretrainedMixin, jsonable
 
 __all__ = [
     "PAPER_SWIN_B",
@@ -221,7 +214,7 @@ class CondUNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CondUNetConfig:
@@ -653,7 +646,7 @@ class _Decoder(nn.Module):
         return self.final_conv(self.final_block(torch.cat([x, stem], dim=1), temb))
 
 
-class CondUNet(nn.Module):
+class CondUNet(PretrainedMixin, nn.Module):
     """RadioDiff's denoiser: ``forward(z_t, t, cond, extra) -> (F_C, F_eps)``.
 
     Shapes: z_t (B, latent_channels, s, s) with s = image_size // 4; t (B,) in (0, 1];
@@ -664,6 +657,14 @@ class CondUNet(nn.Module):
     ``load_swin_checkpoint=False`` skips reading ``config.swin_checkpoint`` (from_pretrained
     overwrites those weights anyway, and the file need not exist any more).
     """
+
+    config_class = CondUNetConfig
+    display_name = "conditional U-Net"
+
+    @classmethod
+    def _from_config(cls, config: CondUNetConfig) -> CondUNet:
+        # The saved weights already hold the (fine-tuned) Swin: swin_checkpoint is not read again.
+        return cls(config, load_swin_checkpoint=False)
 
     def __init__(self, config: CondUNetConfig, load_swin_checkpoint: bool = True):
         super().__init__()
@@ -735,71 +736,6 @@ class CondUNet(nn.Module):
         x = self.mid_block2(x, temb)
         levels = conds[:-1]
         return self.decoder_c(x, temb, levels, skips, stem), self.decoder_eps(x, temb, levels, skips, stem)
-
-    # ---- persistence --------------------------------------------------------------------
-
-    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (or ``model.pt``), each atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        if safe_serialization and _has_safetensors():
-            from safetensors.torch import save as st_save
-
-            with atomic_file(directory / SAFETENSORS_NAME, "wb") as f:
-                f.write(st_save(state, metadata={"format": "pt"}))
-            stale = directory / TORCH_NAME
-        else:
-            with atomic_file(directory / TORCH_NAME, "wb") as f:
-                torch.save(state, f)
-            stale = directory / SAFETENSORS_NAME
-        # A weights file of the other format left from an earlier save would shadow this one.
-        stale.unlink(missing_ok=True)
-        write_json(directory / CONFIG_NAME, {"_class_name": type(self).__name__, **self.config.to_dict()})
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> CondUNet:
-        """Rebuild a model saved by :meth:`save_pretrained`; a missing or corrupt folder raises RadiodiffError.
-
-        ``swin_checkpoint`` is not read again: the saved weights already hold the (fine-tuned) Swin.
-        """
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise RadiodiffError(f"{directory}: conditional U-Net folder not found")
-        try:
-            raw = read_json(directory / CONFIG_NAME)
-            name = raw.get("_class_name", cls.__name__) if isinstance(raw, dict) else cls.__name__
-            if name != cls.__name__:
-                raise RadiodiffError(f"{directory / CONFIG_NAME}: holds a {name}, not a {cls.__name__}")
-            config = CondUNetConfig.from_dict(raw)
-        except RadiodiffError as e:
-            raise RadiodiffError(f"{directory}: cannot read the conditional U-Net config ({e})") from None
-        except TypeError as e:
-            raise RadiodiffError(f"{directory}: invalid conditional U-Net config ({e})") from None
-        st_path, pt_path = directory / SAFETENSORS_NAME, directory / TORCH_NAME
-        try:
-            if st_path.is_file():
-                from safetensors.torch import load_file
-
-                state = load_file(str(st_path), device="cpu")
-            elif pt_path.is_file():
-                state = torch.load(pt_path, map_location="cpu", weights_only=True)
-            else:
-                raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
-        except RadiodiffError:
-            raise
-        except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
-            raise RadiodiffError(
-                f"{directory}: unreadable conditional U-Net weights ({type(e).__name__}: {e})"
-            ) from None
-        model = cls(config, load_swin_checkpoint=False)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise RadiodiffError(f"{directory}: weights do not match config.json ({first} ...)") from None
-        return model.to(device)
 
 
 def swin_parameters(model: CondUNet) -> list[nn.Parameter]:

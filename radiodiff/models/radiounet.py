@@ -15,9 +15,7 @@ round-trips to ``config.json`` beside the weights (``save_pretrained`` / ``from_
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.core.io import atomic_file, read_json, write_json
-from radiodiff.models.autoencoder import CONFIG_NAME, SAFETENSORS_NAME, TORCH_NAME, _has_safetensors, group_norm
+from radiodiff.models.autoencoder import group_norm
+from radiodiff.models.persistence import PretrainedMixin, jsonable
 
 __all__ = ["NORMS", "RadioUNet", "RadioUNetConfig"]
 
@@ -83,7 +81,7 @@ class RadioUNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RadioUNetConfig:
@@ -104,10 +102,6 @@ class RadioUNetConfig:
     def widths(self) -> tuple[int, ...]:
         """Channels at each level, from full resolution down."""
         return tuple(self.base_channels * m for m in self.channel_mults)
-
-
-def _jsonable(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,8 +159,11 @@ def _up(kind: str, in_channels: int, out_channels: int) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 
 
-class RadioUNet(nn.Module):
+class RadioUNet(PretrainedMixin, nn.Module):
     """x (B, in_channels, H, W) -> (B, out_channels, H, W), unbounded; H, W divisible by 2**(levels − 1)."""
+
+    config_class = RadioUNetConfig
+    display_name = "RadioUNet"
 
     def __init__(self, config: RadioUNetConfig):
         super().__init__()
@@ -211,71 +208,3 @@ class RadioUNet(nn.Module):
         for up, dec in zip(self.ups, self.decoders, strict=True):
             h = dec(torch.cat([up(h), skips.pop()], dim=1))
         return self.conv_out(h)
-
-    # ---- persistence --------------------------------------------------------------------
-
-    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (or ``model.pt``), each atomically.
-
-        The state includes BatchNorm running statistics, so a reloaded model in eval mode
-        reproduces this one's eval-mode output exactly.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        if safe_serialization and _has_safetensors():
-            from safetensors.torch import save as st_save
-
-            with atomic_file(directory / SAFETENSORS_NAME, "wb") as f:
-                f.write(st_save(state, metadata={"format": "pt"}))
-            stale = directory / TORCH_NAME
-        else:
-            with atomic_file(directory / TORCH_NAME, "wb") as f:
-                torch.save(state, f)
-            stale = directory / SAFETENSORS_NAME
-        # A weights file of the other format left from an earlier save would shadow this one.
-        stale.unlink(missing_ok=True)
-        write_json(directory / CONFIG_NAME, {"_class_name": type(self).__name__, **self.config.to_dict()})
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> RadioUNet:
-        """Rebuild a model saved by :meth:`save_pretrained` (in eval mode); a missing or corrupt
-        folder, or one holding another model class, raises RadiodiffError."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise RadiodiffError(f"{directory}: RadioUNet folder not found")
-        try:
-            raw = read_json(directory / CONFIG_NAME)
-        except RadiodiffError as e:
-            raise RadiodiffError(f"{directory}: cannot read the RadioUNet config ({e})") from None
-        saved_class = raw.get("_class_name", cls.__name__) if isinstance(raw, dict) else cls.__name__
-        if saved_class != cls.__name__:
-            raise RadiodiffError(f"{directory}: config.json describes a {saved_class}, not a {cls.__name__}")
-        try:
-            config = RadioUNetConfig.from_dict(raw)
-        except RadiodiffError as e:
-            raise RadiodiffError(f"{directory}: invalid RadioUNet config ({e})") from None
-        except TypeError as e:
-            raise RadiodiffError(f"{directory}: invalid RadioUNet config ({e})") from None
-        st_path, pt_path = directory / SAFETENSORS_NAME, directory / TORCH_NAME
-        try:
-            if st_path.is_file():
-                from safetensors.torch import load_file
-
-                state = load_file(str(st_path), device="cpu")
-            elif pt_path.is_file():
-                state = torch.load(pt_path, map_location="cpu", weights_only=True)
-            else:
-                raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
-        except RadiodiffError:
-            raise
-        except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
-            raise RadiodiffError(f"{directory}: unreadable RadioUNet weights ({type(e).__name__}: {e})") from None
-        model = cls(config)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise RadiodiffError(f"{directory}: weights do not match config.json ({first} ...)") from None
-        return model.to(device).eval()

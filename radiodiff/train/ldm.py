@@ -14,22 +14,19 @@ Outputs: ``model/`` (a :class:`RadioDiffPipeline` folder: EMA U-Net + VAEs + rad
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
 
 from radiodiff.core.errors import ParamsError
-from radiodiff.core.io import atomic_file, write_json
+from radiodiff.core.io import write_json
 from radiodiff.diffusion import const_sde
-from radiodiff.evaluate.metrics import per_image_metrics, zero_buildings
+from radiodiff.evaluate.metrics import zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL, count_parameters
-from radiodiff.models.cond_unet import CondUNet, CondUNetConfig
+from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
 from radiodiff.models.pipelines import EXTRA_VAES, RadioDiffPipeline, icassp_extra_images
-from radiodiff.train.engine import TrainConfig, state_key, train
 from radiodiff.train.inputs import StackedItems, icassp_items, physics_exponent, radiomapseer_items
-from radiodiff.train.vae import _fingerprint
+from radiodiff.train.stage import map_metrics, run_report, run_stage
 
 ENCODE_BATCH = 256
 
@@ -64,9 +61,10 @@ def _resolve_scale(value, mean, std, key: str) -> float:
 class LDMTask:
     """The latent diffusion model as the engine sees it: one optimizer (the U-Net, Swin included)."""
 
-    def __init__(self, unet: CondUNet, vae: AutoencoderKL, meta: dict, diffusion: dict):
+    def __init__(self, unet: CondUNet, vae: AutoencoderKL, meta: dict, diffusion: dict, extra_vaes=None):
         self.model = unet
         self.vae = vae.eval().requires_grad_(False)
+        self.extra_vaes = extra_vaes or {}  # ICASSP: exported with the model, latents precomputed
         self.meta = meta
         self.scale = meta["scale_factor"]
         self.weighting, self.l1, self.skip = diffusion["weighting"], diffusion["l1"], diffusion["skip"]
@@ -105,22 +103,13 @@ class LDMTask:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
-        sums, counts = {}, {}
-        for batch in loader:
-            pred = self.predict(model, batch, self.eval_steps)
-            target = ((batch["target"] + 1) / 2).clamp(0, 1)
-            m = per_image_metrics(pred.float(), target.float(), batch.get("valid"))
-            for k in ("nmse", "rmse", "ssim", "psnr"):
-                ok = torch.isfinite(m[k])  # an undefined value (e.g. NMSE of an all-zero map) is left out
-                sums[k] = sums.get(k, 0.0) + float(m[k][ok].sum())
-                counts[k] = counts.get(k, 0) + int(ok.sum())
-        return {k: v / max(counts[k], 1) for k, v in sums.items()}
+        return map_metrics(lambda batch: self.predict(model, batch, self.eval_steps), loader)
 
     def export(self, model, out_dir: Path) -> None:
         self.pipeline(model).save_pretrained(out_dir)
 
     def pipeline(self, model) -> RadioDiffPipeline:
-        return RadioDiffPipeline(model, self.vae, self.meta, getattr(self, "extra_vaes", None))
+        return RadioDiffPipeline(model, self.vae, self.meta, self.extra_vaes)
 
 
 def _unet_config(m: dict, latent_channels: int, extra_channels: int, image_size: int) -> CondUNetConfig:
@@ -192,25 +181,10 @@ def train_ldm(dataset: str, section: dict, inputs: dict, out_dir: Path, state_ro
     cfg = _unet_config(section["model"], latent_channels, extra_channels, image_size)
     torch.manual_seed(int(tr.get("seed", 0)))  # the U-Net's initial weights
     unet = CondUNet(cfg)
-    task = LDMTask(unet, vae, meta, diff)
-    task.extra_vaes = extra_vaes
+    task = LDMTask(unet, vae, meta, diff, extra_vaes)
 
-    key = state_key({"stage": stage, "params": section, "data": inputs.get("data"), "inputs": _fingerprint(sources)})
-    state_dir = Path(state_root) / stage / key
-    summary = train(
-        task,
-        train_set,
-        val_set,
-        TrainConfig(**tr),
-        state_dir=state_dir,
-        model_dir=out_dir / "model",
-        log_csv=state_dir / "train_log.csv",
-        tb_dir=Path(os.environ.get("RADIODIFF_TB_DIR", "logs/tensorboard")) / stage,
-    )
-    with atomic_file(out_dir / "train_log.csv") as f:
-        f.write((state_dir / "train_log.csv").read_text())
-    from radiodiff.models.cond_unet import swin_parameters
-
+    key = {"params": section, "data": inputs.get("data")}
+    summary = run_stage(stage, task, train_set, val_set, tr, key, sources, out_dir, state_root)
     metrics = {
         **{k: summary["val"].get(k) for k in ("nmse", "rmse", "ssim", "psnr")},
         "split": "val",
@@ -224,14 +198,7 @@ def train_ldm(dataset: str, section: dict, inputs: dict, out_dir: Path, state_ro
         "parameters": count_parameters(unet),
         "parameters_without_swin": count_parameters(unet) - sum(p.numel() for p in swin_parameters(unet)),
         "train_items": len(train_set),
-        "steps": summary["steps"],
-        "steps_per_s": summary["steps_per_s"],
-        "seconds": summary["seconds"],
-        "peak_memory_mb": summary["peak_memory_mb"],
-        "skipped_nonfinite": summary["skipped_nonfinite"],
-        "resumed_from": summary["resumed_from"],
-        "device": summary.get("device"),
-        "params": json.loads(json.dumps(section)),
+        **run_report(summary, section),
     }
     write_json(out_dir / "metrics.json", metrics)
     return metrics

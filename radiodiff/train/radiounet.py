@@ -8,21 +8,18 @@ folder), ``metrics.json`` (validation split) and ``train_log.csv``.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
 
 from radiodiff.core.errors import ParamsError
-from radiodiff.core.io import atomic_file, write_json
-from radiodiff.evaluate.metrics import per_image_metrics, zero_buildings
+from radiodiff.core.io import write_json
+from radiodiff.evaluate.metrics import zero_buildings
 from radiodiff.models.autoencoder import count_parameters
 from radiodiff.models.pipelines import RadioUNetPipeline
 from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig
-from radiodiff.train.engine import TrainConfig, state_key, train
 from radiodiff.train.inputs import icassp_items, physics_exponent, radiomapseer_items
-from radiodiff.train.vae import _fingerprint
+from radiodiff.train.stage import map_metrics, run_report, run_stage
 
 
 class RadioUNetTask:
@@ -46,18 +43,11 @@ class RadioUNetTask:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
-        sums, counts = {}, {}
-        for batch in loader:
-            pred = ((model(batch["condition"]) + 1) / 2).clamp(0, 1).float()
-            if "buildings" in batch:
-                pred = zero_buildings(pred, batch["buildings"])
-            target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
-            m = per_image_metrics(pred, target, batch.get("valid"))
-            for k in ("nmse", "rmse", "ssim", "psnr"):
-                ok = torch.isfinite(m[k])  # an undefined value (e.g. NMSE of an all-zero map) is left out
-                sums[k] = sums.get(k, 0.0) + float(m[k][ok].sum())
-                counts[k] = counts.get(k, 0) + int(ok.sum())
-        return {k: v / max(counts[k], 1) for k, v in sums.items()}
+        def predict(batch):
+            pred = ((model(batch["condition"]) + 1) / 2).clamp(0, 1)
+            return zero_buildings(pred, batch["buildings"]) if "buildings" in batch else pred
+
+        return map_metrics(predict, loader)
 
     def export(self, model, out_dir: Path) -> None:
         RadioUNetPipeline(model, self.meta).save_pretrained(out_dir)
@@ -93,20 +83,8 @@ def train_radiounet(dataset: str, section: dict, inputs: dict, out_dir: Path, st
     torch.manual_seed(int(tr.get("seed", 0)))
     net = RadioUNet(cfg)
     task = RadioUNetTask(net, meta)
-    key = state_key({"stage": stage, "params": section, "data": inputs.get("data"), "inputs": _fingerprint(sources)})
-    state_dir = Path(state_root) / stage / key
-    summary = train(
-        task,
-        train_set,
-        val_set,
-        TrainConfig(**tr),
-        state_dir=state_dir,
-        model_dir=out_dir / "model",
-        log_csv=state_dir / "train_log.csv",
-        tb_dir=Path(os.environ.get("RADIODIFF_TB_DIR", "logs/tensorboard")) / stage,
-    )
-    with atomic_file(out_dir / "train_log.csv") as f:
-        f.write((state_dir / "train_log.csv").read_text())
+    key = {"params": section, "data": inputs.get("data")}
+    summary = run_stage(stage, task, train_set, val_set, tr, key, sources, out_dir, state_root)
     metrics = {
         **{k: summary["val"].get(k) for k in ("nmse", "rmse", "ssim", "psnr")},
         "split": "val",
@@ -116,14 +94,7 @@ def train_radiounet(dataset: str, section: dict, inputs: dict, out_dir: Path, st
         "physics_exponent": meta.get("physics_exponent"),
         "parameters": count_parameters(net),
         "train_items": len(train_set),
-        "steps": summary["steps"],
-        "steps_per_s": summary["steps_per_s"],
-        "seconds": summary["seconds"],
-        "peak_memory_mb": summary["peak_memory_mb"],
-        "skipped_nonfinite": summary["skipped_nonfinite"],
-        "resumed_from": summary["resumed_from"],
-        "device": summary.get("device"),
-        "params": json.loads(json.dumps(section)),
+        **run_report(summary, section),
     }
     write_json(out_dir / "metrics.json", metrics)
     return metrics

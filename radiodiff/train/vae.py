@@ -8,19 +8,16 @@ Four stages use this: ``train_vae_radiomapseer`` (gain maps, edge-aware), ``trai
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from radiodiff.core.io import atomic_file, write_json
+from radiodiff.core.io import write_json
 from radiodiff.data.vae_inputs import VAE_CHANNELS, icassp_images, radiomapseer_images
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig, count_parameters
 from radiodiff.models.losses import VAEGANLoss
-from radiodiff.train.engine import TrainConfig, state_key, train
+from radiodiff.train.stage import run_report, run_stage
 
 
 def reconstruction_metrics(x: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -83,17 +80,6 @@ class VAETask:
         model.save_pretrained(out_dir)
 
 
-def _fingerprint(paths: list[Path]) -> str:
-    """Cheap identity of the input folders: names, sizes and mtimes of their files."""
-    h = hashlib.sha256()
-    for root in paths:
-        for p in sorted(Path(root).rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
-
-
 def train_vae(name: str, section: dict, inputs: dict, out_dir: Path, state_root: Path = Path("state")) -> dict:
     """Train VAE ``name`` from its params ``section`` ({model, loss, train}) on ``inputs``
     (radiomapseer: root, edges, data; ICASSP: crops) and write the stage's outputs."""
@@ -123,22 +109,8 @@ def train_vae(name: str, section: dict, inputs: dict, out_dir: Path, state_root:
     )
     disc_lr = lo.pop("disc_lr")
     task = VAETask(cfg, lo, disc_lr=disc_lr, use_edges=lo.get("edge_weight", 0) > 0)
-    # The state folder is keyed by config and inputs: a re-run resumes the same run, an edit starts fresh.
-    key = state_key({"stage": f"train_vae_{name}", "params": section, "inputs": _fingerprint(sources)})
-    state_dir = Path(state_root) / f"train_vae_{name}" / key
-    # The log lives with the state (engines delete stage outputs before a re-run) and is copied out at the end.
-    summary = train(
-        task,
-        train_set,
-        val_set,
-        TrainConfig(**tr),
-        state_dir=state_dir,
-        model_dir=out_dir / "model",
-        log_csv=state_dir / "train_log.csv",
-        tb_dir=Path(os.environ.get("RADIODIFF_TB_DIR", "logs/tensorboard")) / f"train_vae_{name}",
-    )
-    with atomic_file(out_dir / "train_log.csv") as f:
-        f.write((state_dir / "train_log.csv").read_text())
+    stage = f"train_vae_{name}"
+    summary = run_stage(stage, task, train_set, val_set, tr, {"params": section}, sources, out_dir, state_root)
     down = 2 ** (len(cfg.ch_mult) - 1)
     size = cfg.resolution
     metrics = {
@@ -147,14 +119,7 @@ def train_vae(name: str, section: dict, inputs: dict, out_dir: Path, state_root:
         "scale": "[0, 1] maps, data range 1",
         "latent_shape": [cfg.embed_dim, size // down, size // down],
         "parameters": count_parameters(task.model),
-        "steps": summary["steps"],
-        "steps_per_s": summary["steps_per_s"],
-        "seconds": summary["seconds"],
-        "peak_memory_mb": summary["peak_memory_mb"],
-        "skipped_nonfinite": summary["skipped_nonfinite"],
-        "resumed_from": summary["resumed_from"],
-        "device": summary.get("device"),
-        "params": json.loads(json.dumps(section)),
+        **run_report(summary, section),
     }
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -1,0 +1,111 @@
+"""Model folders: ``config.json`` beside ``model.safetensors`` (diffusers' ``save_pretrained``
+idea), shared by every radiodiff network through :class:`PretrainedMixin`.
+
+Each file is written atomically; loading checks the folder, the config (and that it describes
+this class), the weights file and that the weights fit the config, and raises one
+:class:`RadiodiffError` naming the folder for each way it can go wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from radiodiff.core.errors import RadiodiffError
+from radiodiff.core.io import atomic_file, read_json, write_json
+
+CONFIG_NAME = "config.json"
+SAFETENSORS_NAME = "model.safetensors"
+TORCH_NAME = "model.pt"
+
+
+def jsonable(v: Any) -> Any:
+    """Config values as JSON holds them (tuples become lists)."""
+    return list(v) if isinstance(v, tuple) else v
+
+
+def has_safetensors() -> bool:
+    try:
+        import safetensors.torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` for a module built from ``config_class``.
+
+    Subclasses set ``config_class`` (with ``to_dict``/``from_dict``) and ``display_name``, hold
+    ``self.config``, and may override :meth:`_from_config` (e.g. to skip loading a backbone
+    checkpoint whose weights the saved state already holds).
+    """
+
+    config_class: ClassVar[type]
+    display_name: ClassVar[str] = "model"
+
+    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (or ``model.pt``), each atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if safe_serialization and has_safetensors():
+            from safetensors.torch import save as st_save
+
+            with atomic_file(directory / SAFETENSORS_NAME, "wb") as f:
+                f.write(st_save(state, metadata={"format": "pt"}))
+            stale = directory / TORCH_NAME
+        else:
+            with atomic_file(directory / TORCH_NAME, "wb") as f:
+                torch.save(state, f)
+            stale = directory / SAFETENSORS_NAME
+        # A weights file of the other format left from an earlier save would shadow this one.
+        stale.unlink(missing_ok=True)
+        write_json(directory / CONFIG_NAME, {"_class_name": type(self).__name__, **self.config.to_dict()})
+        return directory
+
+    @classmethod
+    def _from_config(cls, config):
+        return cls(config)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu"):
+        """Rebuild a model saved by :meth:`save_pretrained`, in eval mode; a missing or corrupt
+        folder, or one holding another model class, raises RadiodiffError."""
+        directory, what = Path(directory), cls.display_name
+        if not directory.is_dir():
+            raise RadiodiffError(f"{directory}: {what} folder not found")
+        try:
+            raw = read_json(directory / CONFIG_NAME)
+        except RadiodiffError as e:
+            raise RadiodiffError(f"{directory}: cannot read the {what} config ({e})") from None
+        saved = raw.get("_class_name", cls.__name__) if isinstance(raw, dict) else cls.__name__
+        if saved != cls.__name__:
+            raise RadiodiffError(f"{directory}: config.json describes a {saved}, not a {cls.__name__}")
+        try:
+            config = cls.config_class.from_dict(raw)
+        except (RadiodiffError, TypeError) as e:
+            raise RadiodiffError(f"{directory}: invalid {what} config ({e})") from None
+        st_path, pt_path = directory / SAFETENSORS_NAME, directory / TORCH_NAME
+        try:
+            if st_path.is_file():
+                from safetensors.torch import load_file
+
+                state = load_file(str(st_path), device="cpu")
+            elif pt_path.is_file():
+                state = torch.load(pt_path, map_location="cpu", weights_only=True)
+            else:
+                raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
+        except RadiodiffError:
+            raise
+        except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
+            raise RadiodiffError(f"{directory}: unreadable {what} weights ({type(e).__name__}: {e})") from None
+        model = cls._from_config(config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RadiodiffError(f"{directory}: weights do not match config.json ({first} ...)") from None
+        return model.to(device).eval()
