@@ -295,6 +295,22 @@ def cmd_benchmark(args) -> None:
     _done({"stage": "benchmark", "out": args.out, "models": list(summary["models"])}, t0)
 
 
+def cmd_report(args) -> None:
+    t0 = time.time()
+    from radiodiff.report.build import build_report
+
+    summary = build_report(
+        args.results,
+        args.radiomapseer,
+        args.icassp_crops,
+        args.validation,
+        args.out,
+        stage_params(args, "report"),
+        snakefile=args.snakefile,
+    )
+    _done({"stage": "report", **summary}, t0)
+
+
 def cmd_scale(args) -> None:
     path = write_scale(args.name, repo=args.repo)
     print(f"wrote {path} from params/{args.name}.yaml")
@@ -392,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage_cmd("benchmark", "timed training steps and sampling per trained model", cmd_benchmark)
     p.add_argument("--models", nargs="+", required=True, help="trained model folders (results/*/*/model)")
     p.add_argument("--out", required=True, help="output JSON (results/benchmark.json)")
+
+    p = stage_cmd("report", "the HTML + Markdown report from the pipeline's outputs (trains nothing)", cmd_report)
+    p.add_argument(
+        "--results", default="results", help="results folder (training logs, samples, evaluation, EDA, benchmark)"
+    )
+    p.add_argument("--radiomapseer", required=True, help="RadioMapSeer folder (ground truth for the sample grids)")
+    p.add_argument("--icassp-crops", dest="icassp_crops", required=True, help="crop_icassp output")
+    p.add_argument("--validation", default="data/validation", help="folder of the validation reports")
+    p.add_argument("--snakefile", help="draw the DAG from `snakemake --dag` of this Snakefile")
+    p.add_argument("--out", required=True, help="output folder (index.html, report.md, figures/)")
 
     p = sub.add_parser("scale", help="write the preset params/NAME.yaml into params.yaml (quick, paper, ci)")
     p.add_argument("name")

@@ -30,6 +30,29 @@ _RMS_DATA = (
     "data.radiomapseer.split",
 )
 
+# params.yaml's top-level sections (the schema's `required` list, in file order)
+ALL_SECTIONS = (
+    "scale",
+    "synthesize_radiomapseer",
+    "synthesize_icassp",
+    "data",
+    "arrange_icassp",
+    "crop_icassp",
+    "edges",
+    "eda",
+    "train_vae_radiomapseer",
+    "train_vae_building",
+    "train_vae_antenna",
+    "train_vae_radio",
+    "train_ldm_radiomapseer",
+    "train_ldm_icassp",
+    "train_radiounet_radiomapseer",
+    "train_radiounet_icassp",
+    "sample",
+    "benchmark",
+    "report",
+)
+
 STAGES: dict[str, Stage] = {
     "synthesize_radiomapseer": Stage(("synthesize_radiomapseer",), ("core", "physics", "synthetic")),
     # the ICASSP generator reuses the layout's names and constants from radiodiff.data.icassp
@@ -79,4 +102,7 @@ STAGES: dict[str, Stage] = {
     ),
     "evaluate_icassp": Stage((), _MODEL),
     "benchmark": Stage(("benchmark",), _MODEL),
+    # The report prints every section (the params used), so it declares them all; an edit
+    # anywhere re-runs some stage upstream of it anyway, and a `report.*` edit re-runs it alone.
+    "report": Stage(ALL_SECTIONS, (*_MODEL, "report")),
 }

@@ -68,10 +68,8 @@ def repo_files() -> list[str]:
     return [f for f in p.stdout.split("\0") if f and (REPO / f).is_file()]
 
 
-@pytest.fixture
-def repo_copy(tmp_path) -> Path:
-    """A fresh copy of the repository as a git repo (DVC needs one), at the ci scale."""
-    dest = tmp_path / "repo"
+def copy_repo(dest: Path) -> Path:
+    """A fresh copy of the repository at ``dest`` as a git repo (DVC needs one), at the ci scale."""
     for f in repo_files():
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, dest / f)
@@ -81,6 +79,24 @@ def repo_copy(tmp_path) -> Path:
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
     run(["radiodiff", "scale", "ci"], cwd=dest)
     return dest
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """A fresh copy of the repository as a git repo (DVC needs one), at the ci scale."""
+    return copy_repo(tmp_path / "repo")
+
+
+ARTIFACTS = Path(os.environ.get("RADIODIFF_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def chromium() -> str:
+    """The headless browser for report tests (Debian's chromium), or skip saying why."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
 
 
 def edit_params(repo: Path, key: str, value) -> None:

@@ -3,7 +3,8 @@
     python tests/dag_spec.py snakemake|dvc [REPO]
 
 Per stage: the command (log redirection stripped), deps (library files collapsed to their
-``radiodiff/<subpackage>``), outs and declared params keys; plus the edges between stages.
+``radiodiff/<subpackage>``, rule files to ``workflow/rules``), outs and declared params keys;
+plus the edges between stages.
 Runs in a subprocess so neither engine's global state leaks into pytest.
 """
 
@@ -20,7 +21,8 @@ def _collapse_code(paths: list[str]) -> list[str]:
     out = set()
     for p in paths:
         parts = Path(p).parts
-        out.add("/".join(parts[:2]) if parts[0] == "radiodiff" and len(parts) > 2 else p)
+        collapse = parts[0] == "radiodiff" or parts[:2] == ("workflow", "rules")
+        out.add("/".join(parts[:2]) if collapse and len(parts) > 2 else p)
     return sorted(out)
 
 

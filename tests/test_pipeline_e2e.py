@@ -1,26 +1,43 @@
 """End-to-end: the DAG at the ci scale in a throwaway copy of the repo, under Snakemake and DVC.
 
 Checks what ran (parsed from each engine's log), that a param edit re-runs exactly its stage
-and what depends on it, and that pointing data.radiomapseer.root at a real folder runs the
-RadioMapSeer stages on it without synthesis.
+and what depends on it (a ``report.*`` edit: the report alone), that the report renders in
+headless Chromium, that Snakemake's own report and DVC's metrics and plots work, and that
+pointing data.radiomapseer.root at a real folder runs the RadioMapSeer stages on it without
+synthesis.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
 
 import pytest
 
 from radiodiff.stages import STAGES
-from tests.conftest import dvc_ran, edit_params, run, snakemake_ran
+from tests.conftest import ARTIFACTS, chromium, copy_repo, dvc_ran, edit_params, run, snakemake_ran
 
 pytestmark = pytest.mark.e2e
 
 ALL = set(STAGES)
 ICASSP_VAES = {"train_vae_building", "train_vae_antenna", "train_vae_radio"}
-RMS_MODELS = {"train_ldm_radiomapseer", "sample_radiomapseer", "evaluate_radiomapseer", "benchmark"}
-ICASSP_MODELS = {"train_ldm_icassp", "train_radiounet_icassp", "sample_icassp", "evaluate_icassp", "benchmark"}
-ICASSP_LDM = {"train_ldm_icassp", "sample_icassp", "evaluate_icassp", "benchmark"}
+DATA_STAGES = {
+    s for s in STAGES if s.startswith(("synthesize", "validate", "arrange", "crop")) or s in ("edges", "eda")
+}
+# every stage feeds the report, so every edit below re-runs it too
+RMS_MODELS = {"train_ldm_radiomapseer", "sample_radiomapseer", "evaluate_radiomapseer", "benchmark", "report"}
+ICASSP_MODELS = {
+    "train_ldm_icassp",
+    "train_radiounet_icassp",
+    "sample_icassp",
+    "evaluate_icassp",
+    "benchmark",
+    "report",
+}
+ICASSP_LDM = {"train_ldm_icassp", "sample_icassp", "evaluate_icassp", "benchmark", "report"}
+SAMPLING = {"sample_radiomapseer", "sample_icassp", "evaluate_radiomapseer", "evaluate_icassp", "report"}
 METRICS = {"nmse", "rmse", "ssim", "psnr", "mae", "rmse_db", "rmse_whole_set", "ms_per_map"}
 
 
@@ -55,6 +72,13 @@ def check_outputs(repo):
     assert set(bench["models"]["radiodiff/icassp"]["sample_ms_per_map"]) == {"1", "2"}
     for name in ("ldm/radiomapseer", "ldm/icassp", "radiounet/radiomapseer", "radiounet/icassp"):
         assert json.loads((repo / f"results/{name}/metrics.json").read_text())["steps"] > 0
+    report = repo / "results/report"
+    assert (report / "index.html").is_file() and (report / "report.md").is_file()
+    figures = {p.name for p in (report / "figures").glob("*.png")}
+    for name in ("samples_radiomapseer", "samples_icassp", "train_vae_radio_terms", "train_ldm_icassp_overview", "dag"):
+        assert f"{name}.png" in figures, name
+    md = (report / "report.md").read_text()
+    assert all(f"figures/{f}" in md for f in figures), "report.md links every figure"
     assert not list(repo.glob("data/**/.*.tmp-*")), "no temporary leftovers"
     assert not list(repo.glob("results/**/.*.tmp-*")), "no temporary leftovers"
 
@@ -69,37 +93,139 @@ def dvc_repro(repo, *targets):
     return dvc_ran(p.stdout + p.stderr)
 
 
-def test_snakemake_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
-    assert snakemake(repo_copy) == ALL
-    check_outputs(repo_copy)
-    assert snakemake(repo_copy) == set(), "a second run has nothing to do"
-    edit_params(repo_copy, "edges.low_threshold", 30)
-    assert snakemake(repo_copy) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
-    edit_params(repo_copy, "crop_icassp.margin_px", 6)
-    assert snakemake(repo_copy) == {"crop_icassp", *ICASSP_VAES, *ICASSP_MODELS}
-    edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
-    assert snakemake(repo_copy) == {"train_vae_radio", *ICASSP_LDM}
-    edit_params(repo_copy, "sample.steps", 3)
-    assert snakemake(repo_copy) == {"sample_radiomapseer", "sample_icassp", "evaluate_radiomapseer", "evaluate_icassp"}
+@pytest.fixture(scope="module")
+def smk_repo(tmp_path_factory):
+    """A ci-scale copy of the repo where Snakemake has run the whole DAG once."""
+    repo = copy_repo(tmp_path_factory.mktemp("smk") / "repo")
+    return repo, snakemake(repo)
+
+
+def test_snakemake_runs_the_dag_and_reruns_only_what_an_edit_touches(smk_repo):
+    repo, first = smk_repo
+    assert first == ALL
+    check_outputs(repo)
+    assert snakemake(repo) == set(), "a second run has nothing to do"
+    edit_params(repo, "report.dpi", 45)
+    assert snakemake(repo) == {"report"}, "a figure-style edit re-runs the report alone"
+    edit_params(repo, "report.cmap", "plasma")
+    assert snakemake(repo) == {"report"}
+    edit_params(repo, "edges.low_threshold", 30)
+    assert snakemake(repo) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
+    edit_params(repo, "crop_icassp.margin_px", 6)
+    assert snakemake(repo) == {"crop_icassp", *ICASSP_VAES, *ICASSP_MODELS}
+    edit_params(repo, "train_vae_radio.train.lr", 1.0e-3)
+    ran = snakemake(repo)
+    assert ran == {"train_vae_radio", *ICASSP_LDM} and not ran & DATA_STAGES
+    edit_params(repo, "sample.steps", 3)
+    assert snakemake(repo) == SAMPLING
+
+
+def test_report_renders_in_headless_chromium(smk_repo, tmp_path):
+    """Every image of index.html loads from disk with no server, and the metrics tables exist."""
+    browser = chromium()
+    repo, _ = smk_repo
+    index = repo / "results/report/index.html"
+    page = index.read_text()
+    assert not re.search(r'(src|href)="(?!data:|#)', page), "self-contained: no external src/href"
+    checker = index.with_name("browser_check.html")  # beside index.html, same origin and paths
+    checker.write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"))
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    try:
+        p = run([*common, "--virtual-time-budget=20000", "--dump-dom", checker.as_uri()], cwd=tmp_path)
+    finally:
+        checker.unlink()
+    found = re.search(r'<pre id="radiodiff-check">(.*?)</pre>', p.stdout, re.S)
+    assert found, f"the check script did not run: {p.stderr[-2000:]}"
+    check = json.loads(html.unescape(found.group(1)))
+    assert check["images"] >= 20 and check["broken"] == [], check
+    assert set(check["metrics_tables"]) >= {"metrics-radiomapseer", "metrics-icassp"}, check
+    assert check["metric_rows"] >= 6 and "RadioDiff" in check["methods"], check
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report_index.png"
+    shot.unlink(missing_ok=True)
+    run([*common, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}", index.as_uri()], cwd=tmp_path)
+    assert shot.is_file() and shot.stat().st_size > 20_000, "screenshot written"
+
+
+CHECK_SCRIPT = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const tables = [...document.querySelectorAll('table.metrics')];
+  const rows = tables.flatMap(t => [...t.tBodies[0].rows]);
+  const out = document.createElement('pre');
+  out.id = 'radiodiff-check';
+  out.textContent = JSON.stringify({
+    images: imgs.length,
+    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+    metrics_tables: tables.map(t => t.id).filter(Boolean),
+    metric_rows: rows.length,
+    methods: [...new Set(rows.map(r => r.cells[0].textContent))],
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_report_reads_outputs_only_and_fails_cleanly(smk_repo, tmp_path):
+    """Without any model weights the report still builds; a missing input is one clear error."""
+    repo, _ = smk_repo
+    results = tmp_path / "results"
+    shutil.copytree(repo / "results", results, ignore=shutil.ignore_patterns("model", "report"))
+    assert not list(results.rglob("*.safetensors")), "no model weights in the copy"
+    cmd = ["radiodiff", "report", "--results", str(results), "--radiomapseer", "data/raw/radiomapseer"]
+    cmd += ["--icassp-crops", "data/icassp/crops", "--out", str(tmp_path / "report"), "--params", "params.yaml"]
+    run(cmd, cwd=repo)
+    assert (tmp_path / "report/index.html").is_file()
+    (results / "benchmark.json").unlink()
+    cmd[cmd.index(str(tmp_path / "report"))] = str(tmp_path / "report2")
+    p = run(cmd, cwd=repo, check=False)
+    assert p.returncode == 1 and "benchmark.json: file not found" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "report2").exists()
+
+
+def test_snakemakes_own_report(smk_repo, tmp_path):
+    repo, _ = smk_repo
+    out = tmp_path / "snakemake_report.html"
+    run(["snakemake", "--report", str(out)], cwd=repo)
+    text = out.read_text()
+    for marker in ("radiodiff", "train_log.csv", "per_sample.csv", "benchmark.json", "samples_icassp.png"):
+        assert marker in text, marker
 
 
 def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     assert dvc_repro(repo_copy) == ALL
     check_outputs(repo_copy)
     assert dvc_repro(repo_copy) == set()
+    edit_params(repo_copy, "report.dpi", 45)
+    assert dvc_repro(repo_copy) == {"report"}, "a figure-style edit re-runs the report alone"
+    edit_params(repo_copy, "report.smooth", 3)
+    assert dvc_repro(repo_copy) == {"report"}
     edit_params(repo_copy, "edges.low_threshold", 30)
     assert dvc_repro(repo_copy) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
     edit_params(repo_copy, "data.icassp.split.seed", 7)
     assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda", *ICASSP_VAES, *ICASSP_MODELS}
     edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
-    assert dvc_repro(repo_copy) == {"train_vae_radio", *ICASSP_LDM}
+    ran = dvc_repro(repo_copy)
+    assert ran == {"train_vae_radio", *ICASSP_LDM} and not ran & DATA_STAGES
     edit_params(repo_copy, "train_radiounet_radiomapseer.train.lr", 2.0e-3)  # ci has 1e-3
     assert dvc_repro(repo_copy) == {
         "train_radiounet_radiomapseer",
         "sample_radiomapseer",
         "evaluate_radiomapseer",
         "benchmark",
+        "report",
     }
+    assert dvc_repro(repo_copy, "report") == set(), "`dvc repro report` after a full run does nothing"
+
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=repo_copy).stdout)
+    files = {f for rev in metrics.values() for f in rev.get("data", {})}
+    assert {"results/evaluate/radiomapseer/summary.json", "results/benchmark.json"} <= files, files
+    diff = run(["dvc", "metrics", "diff", "--all"], cwd=repo_copy).stdout
+    assert "results/evaluate/icassp/summary.json" in diff
+    run(["dvc", "plots", "show", "--out", "plots"], cwd=repo_copy)
+    plots = (repo_copy / "plots/index.html").read_text()
+    assert "train_log.csv" in plots and "per_sample.csv" in plots
 
 
 def test_real_radiomapseer_root_runs_without_synthesis(repo_copy, real_root):

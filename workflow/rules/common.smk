@@ -6,6 +6,11 @@ from pathlib import Path
 from radiodiff.stages import STAGES
 
 VAE_NAMES = ["radiomapseer", "building", "antenna", "radio"]
+DATASETS = ["radiomapseer", "icassp"]
+TRAINED_MODELS = [
+    *[("vae", name) for name in VAE_NAMES],
+    *[(kind, ds) for kind in ("ldm", "radiounet") for ds in DATASETS],
+]
 RADIOMAPSEER_ROOT = config["data"]["radiomapseer"]["root"]
 ICASSP_ROOT = config["data"]["icassp"]["root"]
 
@@ -37,4 +42,5 @@ def all_targets():
         *[f"results/vae/{name}/metrics.json" for name in VAE_NAMES],
         *[f"results/evaluate/{ds}/summary.json" for ds in ("radiomapseer", "icassp")],
         "results/benchmark.json",
+        "results/report",
     ]

@@ -8,7 +8,12 @@ rule eda:
         reports=["data/validation/radiomapseer.json", "data/validation/icassp.json"],
         code=code("eda"),
     output:
-        directory("results/eda"),
+        report(
+            directory("results/eda"),
+            patterns=["{name}.png"],
+            caption="../report/eda.rst",
+            category="EDA",
+        ),
     log:
         "logs/eda.log",
     params:

@@ -46,8 +46,18 @@ rule evaluate_radiomapseer:
         samples="results/samples/radiomapseer",
         code=code("evaluate_radiomapseer"),
     output:
-        summary="results/evaluate/radiomapseer/summary.json",
-        per_sample="results/evaluate/radiomapseer/per_sample.csv",
+        summary=report(
+            "results/evaluate/radiomapseer/summary.json",
+            caption="../report/summary.rst",
+            category="Evaluation",
+            subcategory="radiomapseer",
+        ),
+        per_sample=report(
+            "results/evaluate/radiomapseer/per_sample.csv",
+            caption="../report/per_sample.rst",
+            category="Evaluation",
+            subcategory="radiomapseer",
+        ),
     log:
         "logs/evaluate_radiomapseer.log",
     params:
@@ -62,8 +72,18 @@ rule evaluate_icassp:
         samples="results/samples/icassp",
         code=code("evaluate_icassp"),
     output:
-        summary="results/evaluate/icassp/summary.json",
-        per_sample="results/evaluate/icassp/per_sample.csv",
+        summary=report(
+            "results/evaluate/icassp/summary.json",
+            caption="../report/summary.rst",
+            category="Evaluation",
+            subcategory="icassp",
+        ),
+        per_sample=report(
+            "results/evaluate/icassp/per_sample.csv",
+            caption="../report/per_sample.rst",
+            category="Evaluation",
+            subcategory="icassp",
+        ),
     log:
         "logs/evaluate_icassp.log",
     params:
@@ -74,10 +94,18 @@ rule evaluate_icassp:
 
 rule benchmark:
     input:
-        models=[f"results/{kind}/{ds}/model" for kind in ("ldm", "radiounet") for ds in ("radiomapseer", "icassp")],
+        models=[
+            f"results/{kind}/{ds}/model"
+            for kind in ("ldm", "radiounet")
+            for ds in ("radiomapseer", "icassp")
+        ],
         code=code("benchmark"),
     output:
-        "results/benchmark.json",
+        report(
+            "results/benchmark.json",
+            caption="../report/benchmark.rst",
+            category="Benchmark",
+        ),
     log:
         "logs/benchmark.log",
     threads: workflow.cores

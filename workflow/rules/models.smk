@@ -11,7 +11,12 @@ rule train_ldm_radiomapseer:
     output:
         model=directory("results/ldm/radiomapseer/model"),
         metrics="results/ldm/radiomapseer/metrics.json",
-        train_log="results/ldm/radiomapseer/train_log.csv",
+        train_log=report(
+            "results/ldm/radiomapseer/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="ldm/radiomapseer",
+        ),
     log:
         "logs/train_ldm_radiomapseer.log",
     benchmark:
@@ -36,7 +41,12 @@ rule train_ldm_icassp:
     output:
         model=directory("results/ldm/icassp/model"),
         metrics="results/ldm/icassp/metrics.json",
-        train_log="results/ldm/icassp/train_log.csv",
+        train_log=report(
+            "results/ldm/icassp/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="ldm/icassp",
+        ),
     log:
         "logs/train_ldm_icassp.log",
     benchmark:
@@ -58,7 +68,12 @@ rule train_radiounet_radiomapseer:
     output:
         model=directory("results/radiounet/radiomapseer/model"),
         metrics="results/radiounet/radiomapseer/metrics.json",
-        train_log="results/radiounet/radiomapseer/train_log.csv",
+        train_log=report(
+            "results/radiounet/radiomapseer/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="radiounet/radiomapseer",
+        ),
     log:
         "logs/train_radiounet_radiomapseer.log",
     benchmark:
@@ -80,7 +95,12 @@ rule train_radiounet_icassp:
     output:
         model=directory("results/radiounet/icassp/model"),
         metrics="results/radiounet/icassp/metrics.json",
-        train_log="results/radiounet/icassp/train_log.csv",
+        train_log=report(
+            "results/radiounet/icassp/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="radiounet/icassp",
+        ),
     log:
         "logs/train_radiounet_icassp.log",
     benchmark:

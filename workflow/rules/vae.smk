@@ -11,7 +11,12 @@ rule train_vae_radiomapseer:
     output:
         model=directory("results/vae/radiomapseer/model"),
         metrics="results/vae/radiomapseer/metrics.json",
-        train_log="results/vae/radiomapseer/train_log.csv",
+        train_log=report(
+            "results/vae/radiomapseer/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="vae/radiomapseer",
+        ),
     log:
         "logs/train_vae_radiomapseer.log",
     benchmark:
@@ -33,7 +38,12 @@ rule train_vae_building:
     output:
         model=directory("results/vae/building/model"),
         metrics="results/vae/building/metrics.json",
-        train_log="results/vae/building/train_log.csv",
+        train_log=report(
+            "results/vae/building/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="vae/building",
+        ),
     log:
         "logs/train_vae_building.log",
     benchmark:
@@ -55,7 +65,12 @@ rule train_vae_antenna:
     output:
         model=directory("results/vae/antenna/model"),
         metrics="results/vae/antenna/metrics.json",
-        train_log="results/vae/antenna/train_log.csv",
+        train_log=report(
+            "results/vae/antenna/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="vae/antenna",
+        ),
     log:
         "logs/train_vae_antenna.log",
     benchmark:
@@ -77,7 +92,12 @@ rule train_vae_radio:
     output:
         model=directory("results/vae/radio/model"),
         metrics="results/vae/radio/metrics.json",
-        train_log="results/vae/radio/train_log.csv",
+        train_log=report(
+            "results/vae/radio/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Training",
+            subcategory="vae/radio",
+        ),
     log:
         "logs/train_vae_radio.log",
     benchmark:

@@ -1,0 +1,326 @@
+"""The report's figures, drawn from logs, metrics and sampled maps (never from a model).
+
+Every figure is built with matplotlib's object API on an Agg canvas (as in
+:mod:`radiodiff.eda.analysis`): nothing is registered with pyplot, so no figure stays open and
+nothing depends on a display. Style (dpi, font size, colour maps, smoothing) comes from the
+``report`` params section through :class:`Style`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from radiodiff.core.errors import ParamsError
+
+METHOD_COLORS = {"radiodiff": "tab:blue", "radiounet": "tab:orange", "physics": "tab:green"}
+METHOD_LABELS = {"radiodiff": "RadioDiff", "radiounet": "RadioUNet", "physics": "physics"}
+# columns of a training log that are not loss terms
+NON_TERMS = ("step", "epoch", "step_time_s", "skipped_nonfinite")
+NON_TERM_PREFIXES = ("lr/", "grad_norm/", "val/")
+
+
+@dataclass(frozen=True)
+class Style:
+    dpi: int = 100
+    font_size: float = 9.0
+    cmap: str = "viridis"
+    error_cmap: str = "magma"
+    grid_samples: int = 4
+    smooth: int = 1
+    dag: bool = True
+
+    @classmethod
+    def from_params(cls, p: dict) -> Style:
+        fields = set(cls.__dataclass_fields__)
+        unknown = sorted(set(p) - fields)
+        if unknown:
+            raise ParamsError(f"report.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
+        style = cls(**p)
+        for key in ("cmap", "error_cmap"):
+            name = getattr(style, key)
+            if name not in colormaps:
+                raise ParamsError(f"report.{key}: unknown matplotlib colour map {name!r}")
+        if style.dpi < 30 or style.font_size <= 0 or style.grid_samples < 1 or style.smooth < 1:
+            raise ParamsError("report: dpi >= 30, font_size > 0, grid_samples >= 1 and smooth >= 1 are required")
+        return style
+
+    def figure(self, width: float, height: float) -> Figure:
+        fig = Figure(figsize=(width, height), layout="constrained")
+        FigureCanvasAgg(fig)
+        return fig
+
+    def rc(self) -> dict:
+        return {"font.size": self.font_size, "axes.titlesize": self.font_size, "axes.labelsize": self.font_size}
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def loss_terms(log: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The log's loss-term columns that vary, and those that are constant (shown as a note)."""
+    varying, constant = [], []
+    for col in log.columns:
+        if col in NON_TERMS or col.startswith(NON_TERM_PREFIXES):
+            continue
+        values = log[col].dropna()
+        if values.empty:
+            continue
+        (varying if values.nunique() > 1 else constant).append(col)
+    return varying, constant
+
+
+def _smoothed(values: pd.Series, window: int) -> pd.Series:
+    return values.rolling(window, min_periods=1).mean() if window > 1 else values
+
+
+def _phases(ax, disc_start: int | None, last_step: float) -> None:
+    """Mark the VAE-GAN's two phases: reconstruction only, then with the discriminator."""
+    if disc_start is None or disc_start > last_step:
+        return
+    ax.axvspan(disc_start, last_step, color="tab:red", alpha=0.06, lw=0)
+    ax.axvline(disc_start, color="tab:red", lw=0.8, ls="--")
+
+
+def _series_axis(ax, log: pd.DataFrame, col: str, style: Style, color="tab:blue", logy=False) -> None:
+    d = log[["step", col]].dropna()
+    if d.empty:
+        ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="gray")
+        return
+    if len(d) > 1 and style.smooth > 1:
+        ax.plot(d["step"], d[col], color=color, alpha=0.25, lw=0.8)
+    ax.plot(d["step"], _smoothed(d[col], style.smooth), color=color, lw=1.2, marker="o" if len(d) < 12 else None, ms=3)
+    if logy and (d[col] > 0).all():
+        ax.set_yscale("log")
+
+
+def training_terms_figure(log: pd.DataFrame, title: str, style: Style, disc_start: int | None = None) -> Figure:
+    """Every varying loss term and validation metric on its own axis (their scales differ)."""
+    terms, _ = loss_terms(log)
+    vals = [c for c in log.columns if c.startswith("val/") and log[c].notna().any()]
+    panels = terms + vals
+    ncols = min(4, max(1, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig = style.figure(3.0 * ncols, 2.1 * nrows + 0.4)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    last = float(log["step"].max()) if len(log) else 0.0
+    for ax, col in zip(axes, panels, strict=False):
+        is_val = col.startswith("val/")
+        _series_axis(ax, log, col, style, color="tab:purple" if is_val else "tab:blue")
+        _phases(ax, disc_start, last)
+        ax.set_title(col, fontsize=style.font_size)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    suffix = f" (dashed: disc_start = {disc_start}, shaded: VAE-GAN phase)" if disc_start is not None else ""
+    fig.suptitle(f"{title}: loss terms and validation{suffix}", fontsize=style.font_size + 1)
+    return fig
+
+
+def training_overview_figure(log: pd.DataFrame, title: str, style: Style, disc_start: int | None = None) -> Figure:
+    """Normalized comparison of the terms, learning rate, gradient norm and skipped steps."""
+    terms, _ = loss_terms(log)
+    fig = style.figure(13.0, 2.9)
+    axes = fig.subplots(1, 4)
+    last = float(log["step"].max()) if len(log) else 0.0
+    cmap = colormaps["tab20"]
+    ax = axes[0]
+    for i, col in enumerate(terms):
+        d = log[["step", col]].dropna()
+        v = _smoothed(d[col], style.smooth)
+        span = float(v.max() - v.min())
+        ax.plot(d["step"], (v - v.min()) / span if span > 0 else v * 0, lw=1.0, color=cmap(i % 20), label=col)
+    ax.set_title("terms, min-max normalized")
+    if terms:
+        ax.legend(fontsize=max(5.0, style.font_size - 3), ncols=1 if len(terms) < 7 else 2, loc="upper right")
+    for ax, prefix, name in (
+        (axes[1], "lr/", "learning rate"),
+        (axes[2], "grad_norm/", "gradient norm (before clipping)"),
+    ):
+        cols = [c for c in log.columns if c.startswith(prefix) and log[c].notna().any()]
+        for i, col in enumerate(cols):
+            _series_axis(ax, log, col, style, color=cmap(2 * i), logy=True)
+        ax.set_title(name)
+        if cols:
+            ax.legend(cols, fontsize=max(5.0, style.font_size - 2))
+    ax = axes[3]
+    if "skipped_nonfinite" in log.columns:
+        ax.step(log["step"], log["skipped_nonfinite"].fillna(0), where="post", color="tab:red")
+    total = int(log["skipped_nonfinite"].fillna(0).max()) if "skipped_nonfinite" in log.columns and len(log) else 0
+    ax.set_title(f"skipped non-finite steps (total {total})")
+    ax.set_ylim(bottom=0, top=max(1, total) * 1.2)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        _phases(ax, disc_start, last)
+    fig.suptitle(f"{title}: overview", fontsize=style.font_size + 1)
+    return fig
+
+
+def phase_table(log: pd.DataFrame, disc_start: int) -> list[dict]:
+    """Loss-phase analysis of a VAE-GAN log: per phase, the terms' mean over its last quarter."""
+    terms, _ = loss_terms(log)
+    keep = [t for t in terms if t.split("/")[-1] in ("rec_loss", "kl_loss", "nll_loss", "g_loss", "disc_loss")]
+    vals = [c for c in log.columns if c.startswith("val/")]
+    rows = []
+    for label, part in (
+        ("1: reconstruction (VAE)", log[log["step"] < disc_start]),
+        ("2: adversarial (VAE-GAN)", log[log["step"] >= disc_start]),
+    ):
+        if part.empty:
+            rows.append({"phase": label, "steps": "not reached"})
+            continue
+        tail = part.iloc[int(len(part) * 0.75) :]
+        row = {"phase": label, "steps": f"{int(part['step'].min())}–{int(part['step'].max())}"}
+        row.update({f"{t} (last 25%)": float(tail[t].mean()) for t in keep})
+        for v in vals:
+            last = part[v].dropna()
+            row[f"{v} (last eval)"] = float(last.iloc[-1]) if len(last) else float("nan")
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+
+def sample_grid_figure(rows: list[dict], unit: str, style: Style, vmin: float, vmax: float) -> Figure:
+    """Rows of condition | ground truth | RadioDiff | RadioUNet | |RadioDiff − truth|, in dB.
+
+    Each row dict: ``name``, ``condition`` (H×W or H×W×3 on [0, 1]), ``truth``, ``radiodiff``,
+    ``radiounet`` (dB, NaN where not scored), ``tx`` (row, col) or None.
+    """
+    cols = ("condition", "ground truth", "RadioDiff", "RadioUNet", "|RadioDiff − truth|")
+    fig = style.figure(2.3 * len(cols) + 0.8, 2.25 * len(rows) + 0.4)
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    err_max = max(
+        [float(np.nanmax(np.abs(r["radiodiff"] - r["truth"]))) for r in rows if np.isfinite(r["truth"]).any()] + [1.0]
+    )
+    for i, r in enumerate(rows):
+        err = np.abs(r["radiodiff"] - r["truth"])
+        panels = (r["condition"], r["truth"], r["radiodiff"], r["radiounet"], err)
+        for j, img in enumerate(panels):
+            ax = axes[i, j]
+            if j == 0:
+                ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
+            elif j < 4:
+                im = ax.imshow(img, cmap=style.cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            else:
+                eim = ax.imshow(img, cmap=style.error_cmap, vmin=0, vmax=err_max, interpolation="nearest")
+            if r.get("tx") is not None and j < 2:
+                ax.plot(r["tx"][1], r["tx"][0], marker="*", color="red", ms=8, mec="white", mew=0.6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(cols[j])
+        axes[i, 0].set_ylabel(r["name"], fontsize=max(5.0, style.font_size - 2))
+        rmse = float(np.sqrt(np.nanmean(err**2))) if np.isfinite(err).any() else float("nan")
+        axes[i, 4].set_xlabel(f"RMSE {rmse:.2f} dB", fontsize=max(5.0, style.font_size - 1))
+    fig.colorbar(im, ax=axes[:, 1:4], shrink=0.8, label=unit)
+    fig.colorbar(eim, ax=axes[:, 4], shrink=0.8, label="absolute error (dB)")
+    return fig
+
+
+def distribution_figure(per_sample: pd.DataFrame, scope: str, metrics: list[str], style: Style, title: str) -> Figure:
+    """Per-sample metric distributions per method (box plots with every sample as a dot)."""
+    d = per_sample[per_sample["scope"] == scope]
+    methods = [m for m in METHOD_COLORS if m in set(d["method"])]
+    fig = style.figure(3.0 * len(metrics), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)).ravel()
+    rng = np.random.default_rng(0)
+    for ax, metric in zip(axes, metrics, strict=True):
+        data = [d.loc[d["method"] == m, metric].replace([np.inf, -np.inf], np.nan).dropna().to_numpy() for m in methods]
+        ax.boxplot(data, tick_labels=[METHOD_LABELS[m] for m in methods], showfliers=False, widths=0.5)
+        for k, (m, values) in enumerate(zip(methods, data, strict=True)):
+            jitter = rng.uniform(-0.15, 0.15, len(values))
+            ax.scatter(np.full(len(values), k + 1) + jitter, values, s=5, alpha=0.45, color=METHOD_COLORS[m])
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{title}: per-sample metrics ({scope} pixels, {len(d) // max(1, len(methods))} maps)")
+    return fig
+
+
+def breakdown_figure(summary: dict, key: str, metric: str, style: Style, title: str) -> Figure:
+    """Grouped bars of one metric per group (``per_building`` / ``per_band``) and method."""
+    methods = [m for m in METHOD_COLORS if m in summary and key in summary[m]]
+    groups = sorted({g for m in methods for g in summary[m][key]}, key=_natural)
+    fig = style.figure(max(4.0, 0.9 * len(groups) * len(methods) / 2 + 2), 3.0)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(groups))
+    for k, m in enumerate(methods):
+        v = [summary[m][key].get(g, {}).get(metric) for g in groups]
+        v = [np.nan if a is None else a for a in v]
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, v, width, label=METHOD_LABELS[m], color=METHOD_COLORS[m])
+    ax.set_xticks(x, groups)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _natural(s: str):
+    digits = "".join(ch for ch in s if ch.isdigit())
+    return (s.rstrip("0123456789"), int(digits) if digits else 0)
+
+
+# --------------------------------------------------------------------------------------------- DAG
+
+
+def parse_dot(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Nodes (id → label) and edges of Snakemake's ``--dag`` Graphviz output."""
+    import re
+
+    nodes = {m.group(1): m.group(2) for m in re.finditer(r'^\s*(\w+)\s*\[[^\]]*?label\s*=\s*"([^"]*)"', text, re.M)}
+    edges = [(a, b) for a, b in re.findall(r"^\s*(\w+)\s*->\s*(\w+)", text, re.M) if a in nodes and b in nodes]
+    return nodes, edges
+
+
+def dag_figure(nodes: dict[str, str], edges: list[tuple[str, str]], style: Style) -> Figure:
+    """A layered drawing of the DAG (used when Graphviz's ``dot`` is not installed)."""
+    depth = dict.fromkeys(nodes, 0)
+    for _ in range(len(nodes)):  # longest-path layering; a DAG settles within |V| passes
+        changed = False
+        for a, b in edges:
+            if depth[b] < depth[a] + 1:
+                depth[b], changed = depth[a] + 1, True
+        if not changed:
+            break
+    layers: dict[int, list[str]] = {}
+    for n in sorted(nodes, key=lambda n: nodes[n]):
+        layers.setdefault(depth[n], []).append(n)
+    width = max(len(v) for v in layers.values()) if layers else 1
+    fig = style.figure(max(8.0, 2.3 * width), 0.9 * (len(layers) + 1))
+    ax = fig.subplots()
+    pos = {}
+    for d, members in layers.items():
+        for k, n in enumerate(members):
+            pos[n] = ((k + 0.5) * width / len(members), -d)
+    for a, b in edges:
+        ax.annotate(
+            "",
+            xy=pos[b],
+            xytext=pos[a],
+            arrowprops={"arrowstyle": "->", "color": "0.55", "lw": 0.7, "shrinkA": 9, "shrinkB": 9},
+        )
+    for n, (x, y) in pos.items():
+        ax.text(
+            x,
+            y,
+            nodes[n].split("\\n")[0],
+            ha="center",
+            va="center",
+            fontsize=max(5.0, style.font_size - 2),
+            bbox={"boxstyle": "round,pad=0.3", "fc": "#e8f0fe", "ec": "#5b7bd5", "lw": 0.7},
+        )
+    ax.set_xlim(-0.2, width + 0.2)
+    ax.set_ylim(-max(layers, default=0) - 0.6, 0.6)
+    ax.set_axis_off()
+    return fig

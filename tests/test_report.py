@@ -1,0 +1,182 @@
+"""The report's building blocks (figures from logs, the DAG drawing, style params, errors) and
+the workflow finish (lint, snakefmt, the SLURM profile). The whole report is built from a real
+pipeline run, and rendered in Chromium, in test_pipeline_e2e.py."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from radiodiff.core.errors import DataError, ParamsError
+from radiodiff.report import figures as F
+from radiodiff.report.build import Doc, build_report, evenly
+from radiodiff.stages import ALL_SECTIONS, STAGES
+from tests.conftest import REPO, env_with_venv, run
+
+STYLE = F.Style(dpi=40, smooth=3)
+
+
+def vae_log(disc_start=100, steps=200) -> pd.DataFrame:
+    step = np.arange(10, steps + 1, 10)
+    adv = step >= disc_start
+    return pd.DataFrame(
+        {
+            "step": step,
+            "epoch": step // 50,
+            "loss/ae": 1.0 / step,
+            "ae/train/rec_loss": np.where(adv, 0.1, 0.3) + 1.0 / step,
+            "ae/train/kl_loss": 500.0 + step,
+            "ae/train/g_loss": np.where(adv, -0.2, 0.0),
+            "ae/train/disc_factor": np.where(adv, 1.0, 0.0),
+            "ae/train/logvar": np.zeros(len(step)),  # constant: a note, not an axis
+            "disc/train/disc_loss": np.where(adv, 1.0, 0.0),
+            "lr/ae": 1e-3 * (1 - step / steps) + 1e-5,
+            "grad_norm/ae": 5.0 / step,
+            "skipped_nonfinite": np.where(step >= 150, 1, 0),
+            "step_time_s": np.full(len(step), 0.1),
+            "val/rmse": np.where(step % 50 == 0, 0.5 / step, np.nan),
+        }
+    )
+
+
+def test_loss_terms_keep_varying_terms_only():
+    terms, constant = F.loss_terms(vae_log())
+    assert "ae/train/rec_loss" in terms and "disc/train/disc_loss" in terms and "loss/ae" in terms
+    assert constant == ["ae/train/logvar"]
+    assert not {"step", "epoch", "lr/ae", "grad_norm/ae", "val/rmse", "skipped_nonfinite"} & set(terms)
+
+
+def marked(ax, step=100) -> bool:
+    """The axis has a vertical line at ``step`` (axvline's x data is [step, step])."""
+    return any(list(line.get_xdata()) == [step, step] for line in ax.get_lines())
+
+
+def test_training_figures_have_an_axis_per_term_and_mark_the_phases():
+    log = vae_log()
+    terms, _ = F.loss_terms(log)
+    fig = F.training_terms_figure(log, "VAE", STYLE, disc_start=100)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == [*terms, "val/rmse"]
+    for ax in titled:  # dashed line at disc_start on every axis
+        assert marked(ax), ax.get_title()
+    fig = F.training_overview_figure(log, "VAE", STYLE, disc_start=100)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["terms, min-max normalized", "learning rate", "gradient norm (before clipping)"]
+    assert titles[3] == "skipped non-finite steps (total 1)"
+    assert fig.axes[1].get_yscale() == "log"
+    # no disc_start (LDM, RadioUNet): no phase marks
+    fig = F.training_terms_figure(log, "LDM", STYLE)
+    assert not any(marked(ax) for ax in fig.axes)
+
+
+def test_phase_table_compares_the_two_phases():
+    rows = F.phase_table(vae_log(), disc_start=100)
+    assert [r["steps"] for r in rows] == ["10–90", "100–200"]
+    # last quarter of each phase: rec_loss 0.3 + 1/step before, 0.1 + 1/step after
+    assert rows[0]["ae/train/rec_loss (last 25%)"] == pytest.approx(0.3 + np.mean(1 / np.array([70, 80, 90])))
+    assert rows[1]["ae/train/rec_loss (last 25%)"] == pytest.approx(0.1 + np.mean(1 / np.arange(180, 201, 10)))
+    assert rows[1]["val/rmse (last eval)"] == pytest.approx(0.5 / 200)
+    assert F.phase_table(vae_log(), disc_start=1000)[1]["steps"] == "not reached"
+
+
+DOT = """digraph snakemake_dag {
+    graph[bgcolor=white, margin=0];
+	0[label = "all", color = "0.00 0.6 0.85", style="rounded"];
+	1[label = "validate", color = "0.64 0.6 0.85", style="rounded"];
+	2[label = "synthesize", color = "0.35 0.6 0.85", style="rounded"];
+	3[label = "train", color = "0.61 0.6 0.85", style="rounded,dashed"];
+	2 -> 1
+	1 -> 3
+	2 -> 3
+	3 -> 0
+}"""
+
+
+def test_dag_is_parsed_and_drawn_without_graphviz():
+    nodes, edges = F.parse_dot(DOT)
+    assert nodes == {"0": "all", "1": "validate", "2": "synthesize", "3": "train"}
+    assert sorted(edges) == [("1", "3"), ("2", "1"), ("2", "3"), ("3", "0")]
+    fig = F.dag_figure(nodes, edges, STYLE)
+    ax = fig.axes[0]
+    boxes = {t.get_text(): t.get_position() for t in ax.texts if t.get_text()}
+    arrows = [t for t in ax.texts if not t.get_text()]  # one annotation arrow per edge
+    assert len(arrows) == len(edges)
+    assert set(boxes) == {"all", "validate", "synthesize", "train"}
+    # longest-path layers, top to bottom: synthesize, validate, train, all
+    assert [boxes[n][1] for n in ("synthesize", "validate", "train", "all")] == [0, -1, -2, -3]
+
+
+def test_style_params_are_checked():
+    assert F.Style.from_params({"dpi": 80, "cmap": "plasma"}).cmap == "plasma"
+    with pytest.raises(ParamsError, match=r"report\.cmap.*'nope'"):
+        F.Style.from_params({"cmap": "nope"})
+    with pytest.raises(ParamsError, match=r"report\.colour"):
+        F.Style.from_params({"colour": "red"})
+    with pytest.raises(ParamsError, match="dpi"):
+        F.Style.from_params({"dpi": 5})
+
+
+def test_evenly_spaced_samples():
+    assert evenly(list("abcdefghij"), 3) == ["a", "e", "j"]
+    assert evenly(["a", "b"], 5) == ["a", "b"] and evenly(list("abc"), 1) == ["a"]
+
+
+def test_doc_tables_bold_the_best_and_escape(tmp_path):
+    doc = Doc(tmp_path, STYLE)
+    doc.table([{"method": "a<b", "rmse": 0.5}, {"method": "c|d", "rmse": 0.25}], best={"rmse": 1}, html_id="m")
+    page = doc.render_html("t")
+    assert '<table id="m">' in page and "a&lt;b" in page and "<b>0.25</b>" in page
+    md = doc.render_md("t")
+    assert "| c\\|d | **0.25** |" in md
+
+
+def test_missing_input_is_one_clear_error_and_writes_nothing(tmp_path):
+    params = yaml.safe_load((REPO / "params" / "ci.yaml").read_text())
+    out = tmp_path / "report"
+    with pytest.raises(DataError, match=r"validation[/\\]radiomapseer\.json: file not found"):
+        build_report(tmp_path / "results", tmp_path / "rms", tmp_path / "crops", tmp_path / "validation", out, params)
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_report_stage_declares_every_params_section():
+    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    assert list(ALL_SECTIONS) == schema["required"]
+    assert STAGES["report"].params == ALL_SECTIONS
+    for preset in ("quick", "ci", "paper"):
+        assert "report" in yaml.safe_load((REPO / "params" / f"{preset}.yaml").read_text()), preset
+
+
+# --------------------------------------------------------------------------------------------- workflow
+
+
+def test_snakemake_lint_finds_only_the_documented_conda_finding():
+    p = run(["snakemake", "--lint"], cwd=REPO, check=False)
+    findings = set(re.findall(r"^\s*\* (.+?):\s*$", p.stdout + p.stderr, flags=re.M))
+    assert findings == {"Specify a conda environment or container for each rule."}, p.stdout + p.stderr
+    assert "conda environment or container" in (REPO / "README.md").read_text(), "the README explains it"
+
+
+def test_rules_are_snakefmt_formatted():
+    if not shutil.which("snakefmt", path=env_with_venv()["PATH"]):
+        pytest.skip("snakefmt is not installed")
+    run(["snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO)
+
+
+def test_slurm_profile_dry_run():
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    rules = set(STAGES)
+    assert set(profile["set-resources"]) <= rules and set(profile["set-threads"]) <= rules
+    gpu_rules = {r for r, res in profile["set-resources"].items() if res.get("slurm_partition") == "gpu"}
+    assert {s for s in STAGES if s.startswith(("train_", "sample_"))} | {"benchmark"} == gpu_rules
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed")
+    p = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--forceall"], cwd=REPO)
+    assert "report" in p.stdout and "train_ldm_icassp" in p.stdout
