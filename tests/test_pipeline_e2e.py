@@ -187,7 +187,7 @@ def test_report_reads_outputs_only_and_fails_cleanly(smk_repo, tmp_path):
 def test_snakemakes_own_report(smk_repo, tmp_path):
     repo, _ = smk_repo
     out = tmp_path / "snakemake_report.html"
-    run(["snakemake", "--report", str(out)], cwd=repo)
+    run(["snakemake", "--cores", "1", "--report", str(out)], cwd=repo)
     text = out.read_text()
     for marker in ("radiodiff", "train_log.csv", "per_sample.csv", "benchmark.json", "samples_icassp.png"):
         assert marker in text, marker

@@ -7,6 +7,7 @@ state is restored.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
@@ -387,3 +388,75 @@ def test_data_workers_keep_the_order(tmp_path):
     run_train(tmp_path / "main", max_steps=4)
     run_train(tmp_path / "workers", max_steps=4, num_workers=2)
     assert_same_weights(exported(tmp_path / "workers"), exported(tmp_path / "main"))
+
+
+# --------------------------------------------------------------------------- several processes
+
+DDP_DRIVER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, sys.argv[3])
+    torch.set_num_threads(1)
+    from tests.test_train_engine import ToyTask, cfg, toy_data
+    from radiodiff.train.engine import train
+
+    out, batch = Path(sys.argv[1]), int(sys.argv[2])
+    summary = train(ToyTask(noise=False), toy_data(), toy_data(8, seed=2), cfg(batch_size=batch), out / "state",
+                    out / "model", out / "log.csv", progress=False)
+    print("PROCESSES", summary["processes"], summary["main_process"])
+    """
+)
+
+
+def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
+    """Two processes on CPU (torchrun, gloo; `accelerate launch --multi_gpu` does the same on GPUs):
+    each takes every other batch of the one global order and gradients are averaged, so
+    2 processes x batch 4 end where 1 process x batch 8 does."""
+    launcher = Path(sys.executable).parent / "torchrun"
+    if not launcher.is_file():
+        pytest.skip("torchrun is not installed")
+    driver = tmp_path / "ddp_driver.py"
+    driver.write_text(DDP_DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run(
+        [
+            str(launcher),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(driver),
+            str(tmp_path / "two"),
+            "4",
+            str(REPO),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert sorted(line for line in two.stdout.splitlines() if line.startswith("PROCESSES")) == [
+        "PROCESSES 2 False",
+        "PROCESSES 2 True",
+    ]
+    one = subprocess.run(
+        [sys.executable, str(driver), str(tmp_path / "one"), "8", str(REPO)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = exported(tmp_path / "two"), exported(tmp_path / "one")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), f"{k}: max |Δθ| = {(a[k] - b[k]).abs().max().item()}"
+    rows = read_csv(tmp_path / "two" / "log.csv")  # written once, by the main process
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    ckpt = latest_checkpoint(tmp_path / "two" / "state")
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    assert json.loads((ckpt / COMPLETE_MARKER).read_text())["processes"] == 2

@@ -432,11 +432,15 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
     sampling = read_json(samples / "sampling.json")
     protocol = summary.get("protocol", {})
     doc.heading(f"{title}: results", 2, f"results-{dataset}")
-    doc.para(
-        f"Test split: {_fmt(protocol.get('maps'))} maps at {protocol.get('resolution', '?')}; scale: "
-        f"{protocol.get('scale', '?')}. {protocol.get('scope', '')}. {protocol.get('buildings', '')}. "
-        f"RadioDiff samples with {sampling.get('methods', {}).get('radiodiff', {}).get('steps', '?')} steps."
-    )
+    steps = sampling.get("methods", {}).get("radiodiff", {}).get("steps", "?")
+    sentences = [
+        f"Test split: {_fmt(protocol.get('maps'))} maps at {protocol.get('resolution', '?')}",
+        f"scale: {protocol.get('scale', '?')}",
+        protocol.get("scope", ""),
+        protocol.get("buildings", ""),
+        f"RadioDiff samples with {steps} steps",
+    ]
+    doc.para(" ".join(f"{t[0].upper()}{t[1:]}." for t in sentences if t))
     rows, best = _metrics_rows(summary)
     doc.table(rows, css="metrics", best=best, html_id=f"metrics-{dataset}")
     second = "outdoor" if dataset == "radiomapseer" else "open"

@@ -33,8 +33,15 @@ Test hook: if the environment variable ``RADIODIFF_KILL_AT_STEP`` is ``N``, the 
 itself SIGKILL right after finishing global step N (after any log row, evaluation and checkpoint
 of that step). Tests use it to simulate a crash; never set it otherwise.
 
-Not supported: multi-process (DDP) training. The task computes its loss with its own module
-references, which Accelerate would wrap in DDP in a multi-process launch; the engine refuses.
+Several processes (``accelerate launch --num_processes N`` or ``torchrun``; one GPU each):
+synchronous data parallelism. Each process takes every N-th batch of the same global order
+(``batch_size`` is per process, so a step sees N·batch_size samples); gradients are averaged
+over the processes with ``all_reduce`` before clipping and the step, and a non-finite loss on
+any process skips the step on all, so the weights stay identical everywhere. The modules are
+not wrapped in DDP (the task computes its loss with its own module references, which DDP's
+forward hooks would miss). Only the main process evaluates, logs, exports and writes the
+engine's part of a checkpoint; every process saves its own RNG state into it, so resume is
+exact for the same number of processes (a different number is refused).
 """
 
 from __future__ import annotations
@@ -240,15 +247,17 @@ class _ResumableBatchSampler:
     reset by one, and the position to resume from is just the number of micro-batches consumed.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int):
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+        self.rank, self.world = rank, world
         self.per_epoch = n // batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
         micro = self.start
         epoch, order = -1, None
         while True:
-            e, b = divmod(micro, self.per_epoch)
+            # process `rank` of `world` takes every world-th batch of the one global order
+            e, b = divmod(micro * self.world + self.rank, self.per_epoch)
             if e != epoch:
                 epoch, order = e, epoch_permutation(self.n, self.seed, e)
             yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
@@ -408,7 +417,10 @@ def _make_accelerator(cfg: TrainConfig):
     # (tests, notebooks) with another precision or accumulation would otherwise be refused.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
+        # several processes without a GPU (torchrun on CPU): Accelerate's gloo-backed MULTI_CPU
+        cpu=launched > 1 and not torch.cuda.is_available(),
         mixed_precision=cfg.mixed_precision,
         # The engine owns the data order and never ends an epoch inside the loop, so the
         # accumulation window is counted in micro-batches only.
@@ -418,8 +430,13 @@ def _make_accelerator(cfg: TrainConfig):
         # LR is a function of the global step: the scheduler steps exactly once per global step.
         step_scheduler_with_optimizer=False,
     )
-    if accelerator.num_processes > 1:
-        raise RadiodiffError("the radiodiff training engine runs in one process; launch it without DDP")
+    if launched != accelerator.num_processes:
+        # e.g. `accelerate launch --multi_gpu` on a machine without GPUs: every process would
+        # train alone and write the same state folder
+        raise RadiodiffError(
+            f"launched as {launched} processes but Accelerate runs {accelerator.num_processes} "
+            f"({accelerator.distributed_type}); check the launcher's settings (`accelerate env`)"
+        )
     if cfg.mixed_precision == "fp16" and accelerator.device.type != "cuda":
         raise ParamsError(
             f"train config: mixed_precision fp16 needs a CUDA GPU (on {accelerator.device.type} Accelerate "
@@ -508,8 +525,14 @@ def train(
         return lr_multiplier(step, cfg.max_steps, cfg.lr_power, cfg.min_lr)
 
     schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, multiplier) for opt in optimizers]
-    prepared = accelerator.prepare(*modules.values(), *optimizers, *schedulers)
-    prepared = list(prepared) if isinstance(prepared, tuple | list) else [prepared]
+    world, main = accelerator.num_processes, accelerator.is_main_process
+    if world > 1:
+        # Not wrapped in DDP (see the module docstring): placed, and gradients averaged by hand.
+        prepared = [accelerator.prepare_model(m, evaluation_mode=True) for m in modules.values()]
+        prepared += list(accelerator.prepare(*optimizers, *schedulers))
+    else:
+        prepared = accelerator.prepare(*modules.values(), *optimizers, *schedulers)
+        prepared = list(prepared) if isinstance(prepared, tuple | list) else [prepared]
     n_mod, n_opt = len(modules), len(optimizers)
     prepared_modules = prepared[:n_mod]
     optimizers = prepared[n_mod : n_mod + n_opt]
@@ -521,6 +544,10 @@ def train(
     if n_train < cfg.batch_size:
         raise ParamsError(f"train config: batch_size {cfg.batch_size} exceeds the {n_train} training samples")
     per_epoch = n_train // cfg.batch_size
+    if world > 1 and n_train < cfg.batch_size * world:
+        raise ParamsError(
+            f"train config: {world} processes x batch_size {cfg.batch_size} exceed the {n_train} training samples"
+        )
     val_loader = None
     if val_set is not None and len(val_set) > 0:
         val_loader = _DeviceLoader(
@@ -535,13 +562,19 @@ def train(
         )
 
     # ---- resume from the newest complete checkpoint ----
-    _remove_stale_temporaries(state_dir, model_dir)
+    if main:  # one process cleans, so none removes another's temporary folder
+        _remove_stale_temporaries(state_dir, model_dir)
     step, skipped, in_a_row = 0, 0, 0
     ckpt = latest_checkpoint(state_dir)
     resumed_from = None
     if ckpt is not None:
         info = json.loads((ckpt / COMPLETE_MARKER).read_text())
         _check_resumable(ckpt, info, cfg, n_train)
+        if info.get("processes", 1) != world:
+            raise RadiodiffError(
+                f"{ckpt}: saved by {info.get('processes', 1)} process(es), resumed by {world}; "
+                "resume with the same number of processes or use a new state folder"
+            )
         accelerator.load_state(str(ckpt))  # weights, optimizers, schedulers, scaler, RNG states
         engine_state = torch.load(ckpt / ENGINE_STATE, map_location=device, weights_only=True)
         ema.model.load_state_dict(engine_state["ema"])
@@ -552,7 +585,9 @@ def train(
 
     train_loader = DataLoader(
         train_set,
-        batch_sampler=_ResumableBatchSampler(n_train, cfg.batch_size, cfg.seed, start=micro),
+        batch_sampler=_ResumableBatchSampler(
+            n_train, cfg.batch_size, cfg.seed, start=micro, rank=accelerator.process_index, world=world
+        ),
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
         # DataLoader seeds its workers from this generator; without one it would draw from the
@@ -560,9 +595,9 @@ def train(
         generator=torch.Generator().manual_seed(cfg.seed),
     )
 
-    csv_log = _CsvLog(log_csv, keep_until_step=step)
+    csv_log = _CsvLog(log_csv, keep_until_step=step) if main else None
     tb = None
-    if tb_dir is not None:
+    if tb_dir is not None and main:
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(str(tb_dir), purge_step=step + 1 if step > 0 else None)
@@ -570,7 +605,7 @@ def train(
         torch.cuda.reset_peak_memory_stats()
 
     def evaluate() -> dict[str, float]:
-        if val_loader is None:
+        if val_loader is None or not main:
             return {}
         ema.model.eval()
         with _isolated_rng(cfg.seed), torch.no_grad():
@@ -580,6 +615,9 @@ def train(
     def save(at_step: int) -> None:
         dest = state_dir / f"{CHECKPOINT_PREFIX}{at_step:08d}"
         if (dest / COMPLETE_MARKER).is_file():  # resumed from a finished run: already saved
+            return
+        if world > 1:
+            save_distributed(dest, at_step)
             return
         bad = _first_nonfinite({**modules, "ema": ema.model})
         if bad is not None:
@@ -605,9 +643,34 @@ def train(
         for old in list_checkpoints(state_dir)[: -cfg.keep_states]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def save_distributed(dest: Path, at_step: int) -> None:
+        """Every process writes its part (Accelerate: weights and optimizers from the main one,
+        an RNG file per process) into one temporary folder; the main one completes and renames it."""
+        tmp = state_dir / f".{dest.name}.partial"
+        if main:
+            bad = _first_nonfinite({**modules, "ema": ema.model})
+            if bad is not None:
+                raise RadiodiffError(f"refusing to save the state at step {at_step}: non-finite weights in {bad}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if main:
+            _write_engine_state(
+                tmp / ENGINE_STATE,
+                {"step": at_step, "skipped_nonfinite": skipped, "in_a_row": in_a_row, "ema": ema.model.state_dict()},
+            )
+            info = {"step": at_step, "micro_batches": at_step * cfg.grad_accum, "n_train": n_train}
+            write_json(tmp / COMPLETE_MARKER, {**info, "processes": world, "config": cfg.to_dict()})
+            os.replace(tmp, dest)
+            for old in list_checkpoints(state_dir)[: -cfg.keep_states]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
     # ---- the loop: one iteration = one global step ----
     data = iter(train_loader)
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", file=sys.stderr, disable=not (progress and main))
     val_metrics: dict[str, float] = {}
     steps_run, t_start = 0, time.perf_counter()
     try:
@@ -633,6 +696,8 @@ def train(
                             accelerator.backward(loss)
                         _accumulate_terms(terms, names[i], loss, loss_terms, cfg.grad_accum)
                         if accelerator.sync_gradients:
+                            if world > 1:
+                                window_bad[i] = _average_gradients(accelerator, group_params[i], window_bad[i])
                             grad_norms[i], stepped[i] = _optimizer_step(
                                 accelerator, opt, group_params[i], cfg.clip_grad_norm, window_bad[i]
                             )
@@ -672,7 +737,8 @@ def train(
                     "step_time_s": time.perf_counter() - t0,
                     **({f"val/{k}": v for k, v in val_metrics.items()} if do_eval else {}),
                 }
-                csv_log.write(row)
+                if csv_log is not None:
+                    csv_log.write(row)
                 if tb is not None:
                     for k, v in row.items():
                         if k != "step":
@@ -693,9 +759,12 @@ def train(
         bad = _first_nonfinite({"ema": ema.model})
         if bad is not None:
             raise RadiodiffError(f"refusing to export {model_dir}: non-finite weights in {bad}")
-        _remove_stale_temporaries(state_dir, model_dir)
-        with atomic_dir(model_dir) as tmp:
-            task.export(ema.model, tmp)
+        if main:  # one process cleans, so none removes another's temporary folder
+            _remove_stale_temporaries(state_dir, model_dir)
+        if main:
+            with atomic_dir(model_dir) as tmp:
+                task.export(ema.model, tmp)
+        accelerator.wait_for_everyone()
     finally:
         bar.close()
         if tb is not None:
@@ -711,7 +780,29 @@ def train(
         "val": val_metrics,
         "skipped_nonfinite": skipped,
         "resumed_from": resumed_from,
+        "processes": world,
+        "main_process": main,
     }
+
+
+def _average_gradients(accelerator, params, bad_loss: bool) -> bool:
+    """Average the gradients of ``params`` over the processes; return whether any process had a
+    non-finite loss in the window (then every process skips the step)."""
+    import torch.distributed as dist
+
+    device = accelerator.device
+    flags = torch.tensor([float(bad_loss), float(any(p.grad is not None for p in params))], device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    if flags[0] > 0 or flags[1] == 0:  # skip everywhere, or no process has gradients: nothing to sync
+        for p in params:
+            p.grad = None
+        return bool(flags[0] > 0)
+    for p in params:
+        if p.grad is None:  # this process's loss did not reach p, another's did
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= accelerator.num_processes
+    return False
 
 
 def _optimizer_step(accelerator, opt, params, clip: float | None, bad_loss: bool) -> tuple[float, bool]:

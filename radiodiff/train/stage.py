@@ -56,6 +56,9 @@ def run_stage(
         log_csv=state_dir / "train_log.csv",
         tb_dir=Path(os.environ.get("RADIODIFF_TB_DIR", "logs/tensorboard")) / stage,
     )
+    if not summary.get("main_process", True):
+        # Several processes (accelerate launch): the main one writes the stage's outputs.
+        raise SystemExit(0)
     with atomic_file(out_dir / "train_log.csv") as f:
         f.write((state_dir / "train_log.csv").read_text())
     return summary
