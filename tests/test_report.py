@@ -158,7 +158,8 @@ def test_snakemake_lint_finds_only_the_documented_conda_finding():
     p = run(["snakemake", "--lint"], cwd=REPO, check=False)
     findings = set(re.findall(r"^\s*\* (.+?):\s*$", p.stdout + p.stderr, flags=re.M))
     assert findings == {"Specify a conda environment or container for each rule."}, p.stdout + p.stderr
-    assert "conda environment or container" in (REPO / "README.md").read_text(), "the README explains it"
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "conda environment or container" in readme, "the README explains it"
 
 
 def test_rules_are_snakefmt_formatted():
