@@ -104,5 +104,5 @@ STAGES: dict[str, Stage] = {
     "benchmark": Stage(("benchmark",), _MODEL),
     # The report prints every section (the params used), so it declares them all; an edit
     # anywhere re-runs some stage upstream of it anyway, and a `report.*` edit re-runs it alone.
-    "report": Stage(ALL_SECTIONS, (*_MODEL, "report")),
+    "report": Stage(ALL_SECTIONS, (*_MODEL, "eda", "report")),
 }

@@ -14,7 +14,7 @@ import yaml
 
 from radiodiff.core.errors import DataError, ParamsError
 from radiodiff.report import figures as F
-from radiodiff.report.build import Doc, build_report, evenly
+from radiodiff.report.build import Doc, build_report
 from radiodiff.stages import ALL_SECTIONS, STAGES
 from tests.conftest import REPO, env_with_venv, run
 
@@ -117,13 +117,6 @@ def test_style_params_are_checked():
         F.Style.from_params({"cmap": "nope"})
     with pytest.raises(ParamsError, match=r"report\.colour"):
         F.Style.from_params({"colour": "red"})
-    with pytest.raises(ParamsError, match="dpi"):
-        F.Style.from_params({"dpi": 5})
-
-
-def test_evenly_spaced_samples():
-    assert evenly(list("abcdefghij"), 3) == ["a", "e", "j"]
-    assert evenly(["a", "b"], 5) == ["a", "b"] and evenly(list("abc"), 1) == ["a"]
 
 
 def test_doc_tables_bold_the_best_and_escape(tmp_path):

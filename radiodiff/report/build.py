@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import atomic_dir, read_json, read_png
+from radiodiff.eda.analysis import evenly_spaced
 from radiodiff.report import figures as F
 
 MODELS = (
@@ -144,13 +145,6 @@ DEPARTURES = (
         "a no-training floor every learned model must beat",
     ),
 )
-
-
-def evenly(items: list, k: int) -> list:
-    """``k`` items evenly spaced over ``items`` (all of them when there are fewer)."""
-    if len(items) <= k:
-        return list(items)
-    return [items[round(i * (len(items) - 1) / (k - 1))] if k > 1 else items[0] for i in range(k)]
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -459,7 +453,7 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
 
     scope = "all" if dataset == "radiomapseer" else "valid"
     names = sorted(per_sample.loc[(per_sample["method"] == "radiodiff") & (per_sample["scope"] == scope), "name"])
-    chosen = evenly(names, doc.style.grid_samples)
+    chosen = evenly_spaced(names, doc.style.grid_samples)
     if dataset == "radiomapseer":
         from radiodiff.data.radiomapseer import PG_FLOOR_DB, PG_MAX_DB
 

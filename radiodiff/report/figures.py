@@ -47,8 +47,6 @@ class Style:
             name = getattr(style, key)
             if name not in colormaps:
                 raise ParamsError(f"report.{key}: unknown matplotlib colour map {name!r}")
-        if style.dpi < 30 or style.font_size <= 0 or style.grid_samples < 1 or style.smooth < 1:
-            raise ParamsError("report: dpi >= 30, font_size > 0, grid_samples >= 1 and smooth >= 1 are required")
         return style
 
     def figure(self, width: float, height: float) -> Figure:
