@@ -1,5 +1,6 @@
 # radiodiff: the whole study, end to end. `snakemake --cores all` (README).
 # Values come from params.yaml only (also read by DVC); select a scale with `radiodiff scale NAME`.
+# The rules are radiodiff's stage table (radiodiff/pipeline/stages.py), one per stage.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,12 +16,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/eda.smk"
-include: "workflow/rules/vae.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:

@@ -1,13 +1,16 @@
 """``radiodiff``: one subcommand per pipeline stage (named like the stage's verb), plus tools.
 
-Snakemake rules and DVC stages call these subcommands with identical arguments. Each reads
-``--params`` (default ``params.yaml``) and receives only the keys its stage declares
-(:mod:`radiodiff.stages`). User mistakes print one line and exit non-zero; no traceback.
+Snakemake rules and DVC stages call these subcommands with identical arguments. A stage
+subcommand only dispatches: it reads ``--params`` (default ``params.yaml``), hands the stage's
+handler (:mod:`radiodiff.pipeline.stages`) exactly the keys the stage declares plus the
+``runtime`` section, and prints the handler's summary as JSON. User mistakes print one line and
+exit non-zero; no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -15,240 +18,127 @@ from pathlib import Path
 
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.params import load_params, select, write_scale
-from radiodiff.stages import STAGES
+from radiodiff.pipeline.stages import STAGES
 
 
-def stage_params(args, stage: str) -> dict:
-    return select(load_params(args.params), list(STAGES[stage].params))
+def stage_params(params_file: str | None, stage: str) -> dict:
+    """The stage's declared keys of ``params_file`` (none without one) plus its ``runtime`` section."""
+    if params_file is None:
+        return {}
+    params = load_params(params_file)
+    return {**select(params, list(STAGES[stage].params)), "runtime": params["runtime"]}
 
 
-def _progress(desc: str):
-    from tqdm import tqdm
-
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, file=sys.stderr, mininterval=2.0)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+def run_stage(stage: str, params: dict, kwargs: dict) -> dict:
+    """Call the stage's handler ``run(params, **kwargs)``."""
+    return importlib.import_module(STAGES[stage].handler).run(params, **kwargs)
 
 
-def _done(summary: dict, t0: float) -> None:
-    summary = {**summary, "seconds": round(time.time() - t0, 2)}
-    print(json.dumps(summary, default=str))
+# --------------------------------------------------------------------------- stage subcommands:
+# each turns its arguments into (stage name, handler keyword arguments).
 
 
-def cmd_synthesize(args) -> None:
-    t0 = time.time()
+def _synthesize(args) -> tuple[str, dict]:
     if args.dataset == "radiomapseer":
-        from radiodiff.synthetic.radiomapseer import UrbanModel, synthesize
-
-        p = stage_params(args, "synthesize_radiomapseer")["synthesize_radiomapseer"] if args.params else {}
-        for flag in ("maps", "tx_per_map", "seed"):
-            if getattr(args, flag) is not None:
-                p[flag] = getattr(args, flag)
-        missing = [k for k in ("maps", "tx_per_map") if k not in p]
-        if missing:
-            raise RadiodiffError(f"synthesize radiomapseer: give --{missing[0].replace('_', '-')} or --params")
-        model = UrbanModel(**{k: p[k] for k in UrbanModel.__dataclass_fields__ if k in p})
-        keys = ("seed", "size_px", "building_fraction", "cars", "cars_per_map")
-        summary = synthesize(
-            args.out,
-            p["maps"],
-            p["tx_per_map"],
-            model=model,
-            progress=_progress("synthesize radiomapseer"),
-            **{k: p[k] for k in keys if k in p},
-        )
-    else:
-        from radiodiff.synthetic.icassp import synthesize
-
-        p = stage_params(args, "synthesize_icassp")["synthesize_icassp"] if args.params else {}
-        for flag in ("buildings", "seed"):
-            if getattr(args, flag) is not None:
-                p[flag] = getattr(args, flag)
-        if "buildings" not in p:
-            raise RadiodiffError("synthesize icassp: give --buildings or --params")
-        p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
-        summary = synthesize(args.out, progress=_progress("synthesize icassp"), **p)
-    _done({"stage": f"synthesize_{args.dataset}", "out": args.out, **summary}, t0)
+        return "synthesize_radiomapseer", {
+            "out": args.out, "maps": args.maps, "tx_per_map": args.tx_per_map, "seed": args.seed
+        }  # fmt: skip
+    return "synthesize_icassp", {"out": args.out, "buildings": args.buildings, "seed": args.seed}
 
 
-def cmd_validate(args) -> None:
-    t0 = time.time()
-    from radiodiff.core.io import write_json
-
-    if args.dataset == "radiomapseer":
-        from radiodiff.data.validate_radiomapseer import validate
-
-        d = stage_params(args, "validate_radiomapseer")["data"]["radiomapseer"]
-        report = validate(args.root, simulation=d["simulation"], condition=d["condition"])
-    else:
-        from radiodiff.data.validate_icassp import validate
-
-        report = validate(args.root, task=stage_params(args, "validate_icassp")["data"]["icassp"]["task"])
-    for w in report.get("warnings", [])[:10]:
-        print(f"warning: {w}", file=sys.stderr)
-    if not report["ok"]:
-        problems = report["problems"]
-        listing = "\n".join(f"  - {p}" for p in problems[:50])
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise DataError(f"{args.root}: {len(problems)} problem(s) found:\n{listing}{more}")
-    if args.out:
-        write_json(args.out, report)
-    _done({"stage": f"validate_{args.dataset}", "ok": True, "counts": report.get("counts")}, t0)
+def _validate(args) -> tuple[str, dict]:
+    return f"validate_{args.dataset}", {"root": args.root, "out": args.out}
 
 
-def cmd_edges(args) -> None:
-    t0 = time.time()
-    from radiodiff.data.edges import extract_edges
-
-    p = stage_params(args, "edges")
-    sim = p["data"]["radiomapseer"]["simulation"]
-    summary = extract_edges(Path(args.root) / "gain" / sim, args.out, **p["edges"])
-    _done({"stage": "edges", **summary}, t0)
+def _edges(args) -> tuple[str, dict]:
+    return "edges", {"root": args.root, "out": args.out}
 
 
-def cmd_arrange(args) -> None:
-    t0 = time.time()
-    from radiodiff.data.arrange_icassp import arrange
-
-    p = stage_params(args, "arrange_icassp")
-    d = p["data"]["icassp"]
-    summary = arrange(args.root, args.out, task=d["task"], split_cfg=d["split"], **p["arrange_icassp"])
-    _done({"stage": "arrange_icassp", **summary}, t0)
+def _arrange(args) -> tuple[str, dict]:
+    return "arrange_icassp", {"root": args.root, "out": args.out}
 
 
-def cmd_crop(args) -> None:
-    t0 = time.time()
-    from radiodiff.data.tx_crop import crop
-
-    summary = crop(args.arranged, args.out, **stage_params(args, "crop_icassp")["crop_icassp"])
-    _done({"stage": "crop_icassp", **summary}, t0)
+def _crop(args) -> tuple[str, dict]:
+    return "crop_icassp", {"arranged": args.arranged, "out": args.out}
 
 
-def cmd_eda(args) -> None:
-    t0 = time.time()
-    from radiodiff.eda.analysis import run_eda
-
-    summary = run_eda(args.radiomapseer, args.icassp, args.out, stage_params(args, "eda"))
-    _done({"stage": "eda", **summary}, t0)
+def _eda(args) -> tuple[str, dict]:
+    return "eda", {"radiomapseer_root": args.radiomapseer, "icassp_root": args.icassp, "out": args.out}
 
 
-def cmd_train(args) -> None:
-    t0 = time.time()
-    if args.model == "vae":
-        _train_vae(args, t0)
-        return
+def _train(args) -> tuple[str, dict]:
     stage = f"train_{args.model}_{args.name}"
     if stage not in STAGES:
-        raise RadiodiffError(f"train {args.model}: no dataset {args.name!r} (radiomapseer or icassp)")
-    p = stage_params(args, stage)
-    if args.name == "radiomapseer":
-        if not args.root:
-            raise RadiodiffError(f"train {args.model} radiomapseer: give --root")
-        inputs = {"root": args.root, "data": p["data"]["radiomapseer"]}
-    else:
-        if not args.crops:
-            raise RadiodiffError(f"train {args.model} icassp: give --crops")
-        inputs = {"crops": args.crops}
-    if args.model == "ldm":
-        from radiodiff.train.ldm import train_ldm
-
-        names = ("vae",) if args.name == "radiomapseer" else ("vae_radio", "vae_building", "vae_antenna")
-        for name in names:
-            value = getattr(args, name)
-            if not value:
-                raise RadiodiffError(
-                    f"train ldm {args.name}: give --{name.replace('_', '-')} (a trained VAE model folder)"
-                )
-            inputs[name] = value
-        metrics = train_ldm(args.name, p[stage], inputs, Path(args.out))
-    else:
-        from radiodiff.train.radiounet import train_radiounet
-
-        metrics = train_radiounet(args.name, p[stage], inputs, Path(args.out))
-    _done({"stage": stage, **{k: metrics[k] for k in ("nmse", "rmse", "ssim", "psnr", "steps", "steps_per_s")}}, t0)
-
-
-def _train_vae(args, t0: float) -> None:
-    from radiodiff.train.vae import train_vae
-
-    if args.name not in ("radiomapseer", "building", "antenna", "radio"):
-        raise RadiodiffError(f"train vae: no VAE {args.name!r} (radiomapseer, building, antenna or radio)")
-    stage = f"train_vae_{args.name}"
-    p = stage_params(args, stage)
-    if args.name == "radiomapseer":
-        if not (args.root and args.edges):
-            raise RadiodiffError("train vae radiomapseer: give --root and --edges")
-        inputs = {"root": args.root, "edges": args.edges, "data": p["data"]["radiomapseer"]}
-    else:
-        if not args.crops:
-            raise RadiodiffError(f"train vae {args.name}: give --crops")
-        inputs = {"crops": args.crops}
-    metrics = train_vae(args.name, p[stage], inputs, Path(args.out))
-    _done({"stage": stage, **{k: metrics[k] for k in ("rmse", "psnr", "ssim", "steps", "steps_per_s")}}, t0)
-
-
-def cmd_sample(args) -> None:
-    t0 = time.time()
-    from radiodiff.evaluate import sampling
-
-    stage = f"sample_{args.dataset}"
-    p = stage_params(args, stage)
-    if args.dataset == "radiomapseer":
-        if not args.root:
-            raise RadiodiffError("sample radiomapseer: give --root")
-        summary = sampling.sample_radiomapseer(
-            args.root, p["data"]["radiomapseer"], args.ldm, args.radiounet, args.out, p["sample"]
+        names = "radiomapseer, building, antenna or radio" if args.model == "vae" else "radiomapseer or icassp"
+        raise RadiodiffError(
+            f"train {args.model}: no {'VAE' if args.model == 'vae' else 'dataset'} {args.name!r} ({names})"
         )
-    else:
-        if not args.crops:
-            raise RadiodiffError("sample icassp: give --crops")
-        summary = sampling.sample_icassp(args.crops, args.ldm, args.radiounet, args.out, p["sample"])
-    _done({"stage": stage, **summary}, t0)
+    paths = {"out": args.out, "root": args.root, "crops": args.crops}
+    if args.model == "vae":
+        return stage, {"name": args.name, "edges": args.edges, **paths}
+    if args.model == "ldm":
+        vaes = {k: getattr(args, k) for k in ("vae", "vae_radio", "vae_building", "vae_antenna")}
+        return stage, {"dataset": args.name, **paths, **vaes}
+    return stage, {"dataset": args.name, **paths}
+
+
+def _sample(args) -> tuple[str, dict]:
+    paths = {"ldm": args.ldm, "radiounet": args.radiounet, "out": args.out, "root": args.root, "crops": args.crops}
+    return f"sample_{args.dataset}", {"dataset": args.dataset, **paths}
+
+
+def _evaluate(args) -> tuple[str, dict]:
+    if not (args.dataset and args.samples and args.out):
+        raise RadiodiffError("evaluate: give DATASET --samples DIR --out DIR (or --model DIR --root DIR)")
+    paths = {"samples": args.samples, "out": args.out, "root": args.root, "crops": args.crops}
+    return f"evaluate_{args.dataset}", {"dataset": args.dataset, **paths}
+
+
+def _benchmark(args) -> tuple[str, dict]:
+    return "benchmark", {"models": args.models, "out": args.out}
+
+
+def _report(args) -> tuple[str, dict]:
+    paths = {"results": args.results, "radiomapseer": args.radiomapseer, "icassp_crops": args.icassp_crops}
+    return "report", {**paths, "validation": args.validation, "out": args.out}
+
+
+def stage_call(argv: list[str]) -> tuple[str, dict]:
+    """The stage and handler arguments a stage command line stands for (without running it)."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "stage_call", None) is None:
+        raise RadiodiffError(f"{argv[0]}: not a stage subcommand")
+    return args.stage_call(args)
+
+
+def cmd_stage(args) -> None:
+    t0 = time.time()
+    stage, kwargs = args.stage_call(args)
+    summary = run_stage(stage, stage_params(args.params, stage), kwargs)
+    print(json.dumps({**summary, "seconds": round(time.time() - t0, 2)}, default=str))
+
+
+# --------------------------------------------------------------------------- tools
 
 
 def cmd_evaluate(args) -> None:
-    t0 = time.time()
-    from radiodiff.evaluate import scoring
+    """``evaluate --model``: a trained model on another root; else the ``evaluate_*`` stage."""
+    if not args.model:
+        cmd_stage(args)
+        return
+    from radiodiff.evaluate.predict import score_model
+    from radiodiff.evaluate.scoring import headline_table
 
-    if args.model:
-        if not (args.root and args.out):
-            raise RadiodiffError("evaluate --model: give --root (dataset folder; ICASSP: a crops folder) and --out")
-        p = load_params(args.params) if Path(args.params).is_file() else {}
-        data = p.get("data", {}).get("radiomapseer")
-        s = p.get("sample", {"steps": None, "seed": 0, "batch_size": 16})
-        summary = scoring.evaluate_model(
-            args.model,
-            args.root,
-            args.out,
-            data=data,
-            steps=args.steps or s["steps"],
-            seed=s["seed"],
-            batch_size=s["batch_size"],
-        )
-    else:
-        if not (args.dataset and args.samples and args.out):
-            raise RadiodiffError("evaluate: give DATASET --samples DIR --out DIR (or --model DIR --root DIR)")
-        stage = f"evaluate_{args.dataset}"
-        p = stage_params(args, stage)
-        if args.dataset == "radiomapseer":
-            if not args.root:
-                raise RadiodiffError("evaluate radiomapseer: give --root")
-            summary = scoring.evaluate_radiomapseer(args.root, p["data"]["radiomapseer"], args.samples, args.out)
-        else:
-            if not args.crops:
-                raise RadiodiffError("evaluate icassp: give --crops")
-            summary = scoring.evaluate_icassp(args.crops, args.samples, args.out)
-    print(scoring.headline_table(summary), file=sys.stderr)
-    _done({"stage": "evaluate", "out": args.out}, t0)
+    if not (args.root and args.out):
+        raise RadiodiffError("evaluate --model: give --root (dataset folder; ICASSP: a crops folder) and --out")
+    p = load_params(args.params) if Path(args.params).is_file() else {}
+    seed = p.get("sample", {}).get("seed", 0) if args.seed is None else args.seed
+    batch = p.get("sample", {}).get("batch_size", 16)
+    summary = score_model(
+        args.model, args.root, args.out, data=p.get("data", {}).get("radiomapseer"), steps=args.steps, seed=seed,
+        batch_size=batch,
+    )  # fmt: skip
+    print(headline_table(summary), file=sys.stderr)
 
 
 def cmd_predict(args) -> None:
@@ -286,47 +176,39 @@ def cmd_predict(args) -> None:
         print(path)
 
 
-def cmd_benchmark(args) -> None:
-    t0 = time.time()
-    from radiodiff.evaluate.benchmark import run_benchmark
-
-    p = stage_params(args, "benchmark")
-    summary = run_benchmark(args.models, args.out, p)
-    _done({"stage": "benchmark", "out": args.out, "models": list(summary["models"])}, t0)
-
-
-def cmd_report(args) -> None:
-    t0 = time.time()
-    from radiodiff.report.build import build_report
-
-    summary = build_report(
-        args.results,
-        args.radiomapseer,
-        args.icassp_crops,
-        args.validation,
-        args.out,
-        stage_params(args, "report"),
-        snakefile=args.snakefile,
-    )
-    _done({"stage": "report", **summary}, t0)
-
-
 def cmd_scale(args) -> None:
     path = write_scale(args.name, repo=args.repo)
     print(f"wrote {path} from params/{args.name}.yaml")
+
+
+def cmd_dvc_yaml(args) -> None:
+    from radiodiff.pipeline import dvc_yaml
+
+    if args.check:
+        dvc_yaml.check(args.out)
+        print(f"{args.out}: up to date")
+    else:
+        print(f"wrote {dvc_yaml.write(args.out)}")
+
+
+def _steps(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"sampler steps must be an integer >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiodiff", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def stage_cmd(name: str, help: str, func) -> argparse.ArgumentParser:
+    def stage_cmd(name: str, help: str, call, func=cmd_stage) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, stage_call=call)
         return p
 
-    p = stage_cmd("synthesize", "write a physics-based synthetic dataset in the real layout", cmd_synthesize)
+    p = stage_cmd("synthesize", "write a physics-based synthetic dataset in the real layout", _synthesize)
     p.add_argument("dataset", choices=["radiomapseer", "icassp"])
     p.add_argument("out", help="output folder (replaced atomically)")
     p.add_argument("--maps", type=int, help="radiomapseer: number of maps")
@@ -336,29 +218,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(params=None)
     p.epilog = "Values come from --params FILE when given, flags override them."
 
-    p = stage_cmd("validate", "check a dataset folder; write a JSON report or list the problems", cmd_validate)
+    p = stage_cmd("validate", "check a dataset folder; write a JSON report or list the problems", _validate)
     p.add_argument("dataset", choices=["radiomapseer", "icassp"])
     p.add_argument("root", help="dataset folder")
     p.add_argument("--out", help="JSON report path (written only when the folder is valid)")
 
-    p = stage_cmd("edges", "edge maps of the RadioMapSeer gain maps", cmd_edges)
+    p = stage_cmd("edges", "edge maps of the RadioMapSeer gain maps", _edges)
     p.add_argument("root", help="RadioMapSeer folder")
     p.add_argument("out", help="output folder of edge PNGs")
 
-    p = stage_cmd("arrange", "ICASSP 3-channel inputs (reflectance, transmittance, FSPL with pattern)", cmd_arrange)
+    p = stage_cmd("arrange", "ICASSP 3-channel inputs (reflectance, transmittance, FSPL with pattern)", _arrange)
     p.add_argument("root", help="ICASSP 2025 folder")
     p.add_argument("out", help="output folder")
 
-    p = stage_cmd("crop", "Tx-aware fixed-size crops of the arranged ICASSP samples", cmd_crop)
+    p = stage_cmd("crop", "Tx-aware fixed-size crops of the arranged ICASSP samples", _crop)
     p.add_argument("arranged", help="arrange output folder")
     p.add_argument("out", help="output folder")
 
-    p = stage_cmd("eda", "exploratory figures and eda.json for both datasets", cmd_eda)
+    p = stage_cmd("eda", "exploratory figures and eda.json for both datasets", _eda)
     p.add_argument("--radiomapseer", required=True, help="RadioMapSeer folder")
     p.add_argument("--icassp", required=True, help="ICASSP 2025 folder")
     p.add_argument("--out", required=True, help="output folder (figures + eda.json)")
 
-    p = stage_cmd("train", "train a model of the DAG (VAEs, the RadioDiff LDM, the RadioUNet baseline)", cmd_train)
+    p = stage_cmd("train", "train a model of the DAG (VAEs, the RadioDiff LDM, the RadioUNet baseline)", _train)
     p.add_argument("model", choices=["vae", "ldm", "radiounet"])
     p.add_argument("name", help="vae: radiomapseer, building, antenna or radio; ldm/radiounet: radiomapseer or icassp")
     p.add_argument("--out", required=True, help="output folder (model/, metrics.json, train_log.csv)")
@@ -370,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-building", dest="vae_building", help="ldm icassp: the building VAE model folder")
     p.add_argument("--vae-antenna", dest="vae_antenna", help="ldm icassp: the antenna VAE model folder")
 
-    p = stage_cmd("sample", "test-split predictions of RadioDiff, RadioUNet and the physics baseline", cmd_sample)
+    p = stage_cmd("sample", "test-split predictions of RadioDiff, RadioUNet and the physics baseline", _sample)
     p.add_argument("dataset", choices=["radiomapseer", "icassp"])
     p.add_argument("--ldm", required=True, help="trained LDM model folder")
     p.add_argument("--radiounet", required=True, help="trained RadioUNet model folder")
@@ -379,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", help="ICASSP: crop_icassp output")
 
     p = stage_cmd(
-        "evaluate", "score the sampled maps (stage), or a trained model on another dataset root", cmd_evaluate
+        "evaluate",
+        "score the sampled maps (stage), or a trained model on another dataset root",
+        _evaluate,
+        func=cmd_evaluate,
     )
     p.add_argument("dataset", nargs="?", choices=["radiomapseer", "icassp"])
     p.add_argument("--samples", help="sample stage output")
@@ -387,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="RadioMapSeer dataset folder (with --model: ICASSP takes a crops folder)")
     p.add_argument("--crops", help="ICASSP: crop_icassp output")
     p.add_argument("--model", help="score this trained model folder on --root instead (no retraining)")
-    p.add_argument("--steps", type=int, help="with --model: RadioDiff sampling steps (default: params sample.steps)")
+    p.add_argument("--steps", type=_steps, help="with --model: RadioDiff sampler steps (default: the model's own)")
+    p.add_argument("--seed", type=int, help="with --model: sampling seed (default: params sample.seed, else 0)")
 
     p = sub.add_parser("predict", help="radio maps from a trained model folder; prints the PNG paths")
     p.add_argument("--model", required=True, help="results/ldm/<dataset>/model or results/radiounet/<dataset>/model")
@@ -400,29 +286,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", type=int, help="ICASSP: band 1, 2 or 3")
     p.add_argument("--azimuth", type=float, default=0.0, help="ICASSP: Tx azimuth in degrees (default 0)")
     p.add_argument("--input-dir", dest="input_dir", help="a RadioMapSeer folder or a crop_icassp folder: predict all")
-    p.add_argument("--steps", type=int, help="RadioDiff sampling steps (default: the model's)")
+    p.add_argument("--steps", type=_steps, help="RadioDiff sampler steps (default: the model's own)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--params", default="params.yaml", help="params file for data settings (optional)")
     p.set_defaults(func=cmd_predict)
 
-    p = stage_cmd("benchmark", "timed training steps and sampling per trained model", cmd_benchmark)
+    p = stage_cmd("benchmark", "timed training steps and sampling per trained model", _benchmark)
     p.add_argument("--models", nargs="+", required=True, help="trained model folders (results/*/*/model)")
     p.add_argument("--out", required=True, help="output JSON (results/benchmark.json)")
 
-    p = stage_cmd("report", "the HTML + Markdown report from the pipeline's outputs (trains nothing)", cmd_report)
+    p = stage_cmd("report", "the HTML + Markdown report from the pipeline's outputs (trains nothing)", _report)
     p.add_argument(
         "--results", default="results", help="results folder (training logs, samples, evaluation, EDA, benchmark)"
     )
     p.add_argument("--radiomapseer", required=True, help="RadioMapSeer folder (ground truth for the sample grids)")
     p.add_argument("--icassp-crops", dest="icassp_crops", required=True, help="crop_icassp output")
     p.add_argument("--validation", default="data/validation", help="folder of the validation reports")
-    p.add_argument("--snakefile", help="draw the DAG from `snakemake --dag` of this Snakefile")
     p.add_argument("--out", required=True, help="output folder (index.html, report.md, figures/)")
 
     p = sub.add_parser("scale", help="write the preset params/NAME.yaml into params.yaml (quick, paper, ci)")
     p.add_argument("name")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it is stale)")
+    p.add_argument("--out", default="dvc.yaml", help="path (default: dvc.yaml)")
+    p.add_argument("--check", action="store_true", help="only check that the file is up to date")
+    p.set_defaults(func=cmd_dvc_yaml)
     return parser
 
 

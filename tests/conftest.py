@@ -27,7 +27,7 @@ def need_real() -> Path:
 @pytest.fixture
 def real_root(tmp_path) -> Path:
     """A RadioMapSeer folder rebuilt from ../shared/real (buildings = gain 0 everywhere, Tx = argmax)."""
-    from radiodiff.data.radiomapseer import real_layout_from_gain_maps
+    from tests.real_layout import real_layout_from_gain_maps
 
     return real_layout_from_gain_maps(need_real() / "gain_DPM", tmp_path / "real_radiomapseer")
 

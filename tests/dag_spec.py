@@ -2,9 +2,8 @@
 
     python tests/dag_spec.py snakemake|dvc [REPO]
 
-Per stage: the command (log redirection stripped), deps (library files collapsed to their
-``radiodiff/<subpackage>``, rule files to ``workflow/rules``), outs and declared params keys;
-plus the edges between stages.
+Per stage: the command (log redirection stripped), deps (data and library files), outs and
+declared params keys; plus the edges between stages.
 Runs in a subprocess so neither engine's global state leaks into pytest.
 """
 
@@ -15,15 +14,6 @@ import os
 import re
 import sys
 from pathlib import Path
-
-
-def _collapse_code(paths: list[str]) -> list[str]:
-    out = set()
-    for p in paths:
-        parts = Path(p).parts
-        collapse = parts[0] == "radiodiff" or parts[:2] == ("workflow", "rules")
-        out.add("/".join(parts[:2]) if collapse and len(parts) > 2 else p)
-    return sorted(out)
 
 
 def _edges(stages: dict) -> list[list[str]]:
@@ -46,7 +36,7 @@ def snakemake_spec(repo: Path) -> dict:
             cmd = re.sub(r"\{input\.(\w+)\}", lambda m, inputs=inputs: str(inputs[m.group(1)]), cmd)
             stages[rule.name] = {
                 "cmd": cmd,
-                "deps": _collapse_code([str(p) for p in rule.input]),
+                "deps": sorted(str(p) for p in rule.input),
                 "outs": sorted(str(p).rstrip("/") for p in rule.output),
                 "params": sorted(k.replace("__", ".") for k in rule.params.keys()),
             }
@@ -64,7 +54,7 @@ def dvc_spec(repo: Path) -> dict:
             deps = [d.def_path for d in s.deps if not isinstance(d, ParamsDependency)]
             stages[s.name] = {
                 "cmd": s.cmd,
-                "deps": _collapse_code(deps),
+                "deps": sorted(deps),
                 "outs": sorted(o.def_path.rstrip("/") for o in s.outs),
                 "params": params,
             }

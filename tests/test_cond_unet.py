@@ -13,9 +13,9 @@ from radiodiff.models.cond_unet import (
     PAPER_SWIN_B,
     CondUNet,
     CondUNetConfig,
-    count_parameters,
     swin_parameters,
 )
+from radiodiff.models.persistence import count_parameters
 
 # Condition 32×32 -> latent 8×8; levels at 8/4, Swin stages at 8/4/2 (the last one feeds the middle).
 TINY = dict(

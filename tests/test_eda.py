@@ -11,7 +11,8 @@ from PIL import Image
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png
 from radiodiff.data.radiomapseer import split_maps
-from radiodiff.eda.analysis import evenly_spaced, hist_percentiles, run_eda
+from radiodiff.eda.analysis import run_eda
+from radiodiff.eda.common import evenly_spaced, hist_percentiles
 from radiodiff.synthetic.icassp import MATERIALS
 from radiodiff.synthetic.icassp import synthesize as synthesize_icassp
 from radiodiff.synthetic.radiomapseer import synthesize as synthesize_radiomapseer

@@ -11,16 +11,19 @@ import torch
 
 from radiodiff.cli import main
 from radiodiff.core.io import read_png
-from radiodiff.data.radiomapseer import physics_prior
-from radiodiff.evaluate.baselines import fit_log_distance_exponent, icassp_physics_unit
+from radiodiff.data.items import N_DIHEDRAL, RadioMapSeerSplits, StackedItems, dihedral
+from radiodiff.evaluate.sampling import predict_items
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
-from radiodiff.models.pipelines import RadioDiffPipeline, RadioUNetPipeline, load_pipeline
-from radiodiff.train.inputs import N_DIHEDRAL, StackedItems, dihedral
+from radiodiff.models.pipelines import load_pipeline
+from radiodiff.models.radiodiff import RadioDiffPipeline
+from radiodiff.models.radiounet import RadioUNetPipeline
+from radiodiff.physics.baselines import fit_log_distance_exponent, icassp_physics_unit, log_distance_unit
+from radiodiff.train.ldm import LDMTask
 
 TRAIN = dict(
     max_steps=2, batch_size=4, grad_accum=1, lr=1e-3, lr_power=0.95, min_lr=0.05, weight_decay=0.0,
-    clip_grad_norm=1.0, ema_decay=0.9, ema_every=1, ema_start=0, mixed_precision="no", save_every=2,
-    eval_every=2, log_every=1, max_nonfinite=10, seed=0,
+    betas=[0.9, 0.999], clip_grad_norm=1.0, ema_decay=0.9, ema_every=1, ema_start=0, ema_warmup=True,
+    mixed_precision="no", save_every=2, eval_every=2, log_every=1, max_nonfinite=10, seed=0,
 )  # fmt: skip
 UNET = dict(
     dim=8, dim_mults=[1, 2], num_res_blocks=1, resnet_groups=4, time_dim=16, fourier_scale=16.0, attn_heads=1,
@@ -36,23 +39,28 @@ DATA = dict(
 
 @pytest.fixture(scope="module")
 def trained(tiny_radiomapseer, tmp_path_factory):
-    """A 2-step LDM (on an untrained tiny VAE) and a 2-step RadioUNet for the tiny RadioMapSeer set."""
-    from radiodiff.train.ldm import train_ldm
-    from radiodiff.train.radiounet import train_radiounet
+    """A 2-step LDM (on an untrained tiny VAE) and a 2-step RadioUNet for the tiny RadioMapSeer set,
+    trained by the stages' own handlers."""
+    from radiodiff.train import ldm, radiounet
 
     tmp = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     vae_cfg = AutoencoderKLConfig(in_channels=1, out_channels=1, resolution=32, ch=8, ch_mult=(1, 1, 2), z_channels=3)
     AutoencoderKL(vae_cfg).save_pretrained(tmp / "vae")
-    inputs = {"root": str(tiny_radiomapseer), "data": DATA, "vae": str(tmp / "vae")}
-    section = {"model": UNET, "diffusion": DIFFUSION, "train": TRAIN}
-    ldm = train_ldm("radiomapseer", section, inputs, tmp / "ldm", state_root=tmp / "state")
-    unet_section = {
-        "model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"),
-        "train": TRAIN,
+    params = {
+        "data": {"radiomapseer": DATA},
+        "runtime": {"num_workers": 0, "keep_states": 2, "state_dir": str(tmp / "state")},
+        "train_ldm_radiomapseer": {"model": UNET, "diffusion": DIFFUSION, "data": {"augment": False}, "train": TRAIN},
+        "train_radiounet_radiomapseer": {
+            "model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"),
+            "data": {"augment": False},
+            "train": TRAIN,
+        },
     }
-    rnet = train_radiounet("radiomapseer", unet_section, inputs, tmp / "radiounet", state_root=tmp / "state")
-    return {"dir": tmp, "ldm": ldm, "radiounet": rnet, "root": tiny_radiomapseer}
+    root = str(tiny_radiomapseer)
+    ldm.run(params, "radiomapseer", tmp / "ldm", root=root, vae=str(tmp / "vae"))
+    radiounet.run(params, "radiomapseer", tmp / "radiounet", root=root)
+    return {"dir": tmp, "params": params, "root": tiny_radiomapseer}
 
 
 def test_training_writes_model_folders_and_metrics(trained):
@@ -67,7 +75,35 @@ def test_training_writes_model_folders_and_metrics(trained):
     assert isinstance(load_pipeline(d / "radiounet/model"), RadioUNetPipeline)
     meta = json.loads((d / "ldm/model/radiodiff.json").read_text())
     assert meta["scale_factor"] > 0 and meta["sampling_steps"] == 2 and meta["image_size"] == 32
-    assert trained["ldm"]["latent_shape"] == [3, 8, 8]
+    assert meta["weighting"] == "jul2025" and meta["l1"] is True
+    assert json.loads((d / "ldm/metrics.json").read_text())["latent_shape"] == [3, 8, 8]
+
+
+def test_validation_and_test_sampling_are_one_sampler(trained):
+    """Training's validation samples with the exported pipeline's sampler: for the same weights and
+    seed it gives the maps the sample stage gives, and metrics.json is reproduced from the folder."""
+    from radiodiff.train.data_order import val_loader
+    from radiodiff.train.engine import _isolated_rng
+
+    pipe = load_pipeline(trained["dir"] / "ldm/model")
+    task = LDMTask.from_pipeline(pipe)
+    items = RadioMapSeerSplits(trained["root"], DATA).items("val", pipe.meta)
+    batch = {k: v for k, v in items.tensors.items()}
+    a = task.predict(pipe, batch, 3, torch.Generator().manual_seed(4))
+    b, _ = predict_items(pipe, items, 3, 4, batch_size=len(items), device=torch.device("cpu"))
+    assert torch.equal(a, b)
+    with _isolated_rng(TRAIN["seed"]):
+        again = task.evaluate(pipe.unet, val_loader(items, TRAIN["batch_size"], 0, 0, torch.device("cpu")))
+    recorded = json.loads((trained["dir"] / "ldm/metrics.json").read_text())
+    assert again == pytest.approx({k: recorded[k] for k in again}, rel=1e-6)
+
+
+def test_sampler_steps_zero_is_an_error(trained):
+    from radiodiff.core.errors import ParamsError
+
+    pipe = load_pipeline(trained["dir"] / "ldm/model")
+    with pytest.raises(ParamsError, match="integer >= 1, got 0"):
+        pipe(torch.zeros(1, 3, 32, 32), steps=0)
 
 
 def test_pipeline_sampling_is_deterministic_for_a_seed(trained):
@@ -146,7 +182,7 @@ def test_exponent_fit_recovers_a_log_distance_map():
     samples = []
     for _ in range(6):
         tx = tuple(int(v) for v in rng.integers(4, 28, 2))
-        g = physics_prior((32, 32), tx, 3.3, pixel_size_m=8.0)
+        g = log_distance_unit((32, 32), tx, 3.3, pixel_size_m=8.0)
         samples.append((g, np.zeros((32, 32), np.float32), tx))
     assert fit_log_distance_exponent(samples, full_size=256) == pytest.approx(3.3, abs=0.006)
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from radiodiff.evaluate.metrics import (
-    ICASSP_DB_PER_UNIT,
-    RADIOMAPSEER_DB_PER_UNIT,
+from radiodiff.core.encodings import ICASSP_DB_PER_UNIT, RADIOMAPSEER_DB_PER_UNIT
+from radiodiff.metrics import (
     MetricAccumulator,
     building_pixels,
     error_sums,

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from radiodiff.stages import STAGES
-from tests.conftest import REPO, env_with_venv
+from radiodiff.pipeline.code_deps import code_deps
+from radiodiff.pipeline.stages import STAGES
+from tests.conftest import REPO, env_with_venv, run
 
 
 def spec(engine: str, repo: Path = REPO) -> dict:
@@ -58,7 +60,16 @@ def test_declared_params_and_code_match_the_library_table(specs):
     for name, s in smk["stages"].items():
         assert s["params"] == sorted(STAGES[name].params), name
         code = sorted(d for d in s["deps"] if d.startswith("radiodiff/"))
-        assert code == sorted(f"radiodiff/{pkg}" for pkg in STAGES[name].code), name
+        assert code == code_deps(STAGES[name].handler), name
+
+
+def test_committed_dvc_yaml_is_written_from_the_stage_table(tmp_path):
+    """`radiodiff dvc-yaml --check` passes on the committed file and fails on a stale one."""
+    run(["radiodiff", "dvc-yaml", "--check"], cwd=REPO)
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text((REPO / "dvc.yaml").read_text().replace("radiodiff/core/io.py\n", "", 1))
+    p = run(["radiodiff", "dvc-yaml", "--check", "--out", str(stale)], cwd=REPO, check=False)
+    assert p.returncode == 1 and "stale" in p.stderr and "radiodiff dvc-yaml" in p.stderr
 
 
 def test_parity_check_catches_a_drift(tmp_path):
@@ -70,7 +81,8 @@ def test_parity_check_catches_a_drift(tmp_path):
     shutil.copytree(REPO / "radiodiff", tmp_path / "radiodiff")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / ".dvc").mkdir()
-    text = (tmp_path / "dvc.yaml").read_text().replace("      - edges\n", "      - eda\n", 1)
-    (tmp_path / "dvc.yaml").write_text(text)
+    dvc = yaml.safe_load((tmp_path / "dvc.yaml").read_text())
+    dvc["stages"]["edges"]["params"] = ["eda"]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc))
     drifted = spec("dvc", tmp_path)["stages"]["edges"]["params"]
     assert drifted != sorted(STAGES["edges"].params)

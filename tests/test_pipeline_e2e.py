@@ -12,12 +12,18 @@ from __future__ import annotations
 import html
 import json
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 
 import pytest
+import yaml
 
-from radiodiff.stages import STAGES
-from tests.conftest import ARTIFACTS, chromium, copy_repo, dvc_ran, edit_params, run, snakemake_ran
+from radiodiff.cli import stage_call, stage_params
+from radiodiff.pipeline.code_deps import closure
+from radiodiff.pipeline.stages import STAGES, resolve
+from tests.conftest import ARTIFACTS, chromium, copy_repo, dvc_ran, edit_params, env_with_venv, run, snakemake_ran
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +44,16 @@ ICASSP_MODELS = {
 }
 ICASSP_LDM = {"train_ldm_icassp", "sample_icassp", "evaluate_icassp", "benchmark", "report"}
 SAMPLING = {"sample_radiomapseer", "sample_icassp", "evaluate_radiomapseer", "evaluate_icassp", "report"}
+VAES = {s for s in STAGES if s.startswith("train_vae_")}
+RADIOUNET = {f"{kind}_{ds}" for kind in ("train_radiounet", "sample", "evaluate") for ds in ("radiomapseer", "icassp")}
+
+
+def edit_code(repo, path: str) -> None:
+    """A comment appended to a library file of the copy (its behaviour is unchanged)."""
+    with open(repo / path, "a") as f:
+        f.write("# an edited comment\n")
+
+
 METRICS = {"nmse", "rmse", "ssim", "psnr", "mae", "rmse_db", "rmse_whole_set", "ms_per_map"}
 
 
@@ -118,6 +134,53 @@ def test_snakemake_runs_the_dag_and_reruns_only_what_an_edit_touches(smk_repo):
     assert ran == {"train_vae_radio", *ICASSP_LDM} and not ran & DATA_STAGES
     edit_params(repo, "sample.steps", 3)
     assert snakemake(repo) == SAMPLING
+    edit_params(repo, "runtime.keep_states", 3)
+    assert snakemake(repo) == set(), "runtime settings re-run nothing"
+
+
+def test_snakemake_code_edits_rerun_only_the_stages_that_run_the_file(smk_repo):
+    repo, _ = smk_repo
+    edit_code(repo, "radiodiff/benchmark.py")
+    assert snakemake(repo) == {"benchmark", "report"}
+    edit_code(repo, "radiodiff/report/figures.py")
+    assert snakemake(repo) == {"report"}
+    edit_code(repo, "radiodiff/models/radiounet.py")
+    ran = snakemake(repo)
+    assert ran == RADIOUNET | {"benchmark", "report"} and not ran & VAES
+
+
+SYS_MODULES_DRIVER = """
+import importlib, json, sys
+spec = json.loads(open(sys.argv[1]).read())
+importlib.import_module(spec["handler"]).run(spec["params"], **spec["kwargs"])
+print(json.dumps(sorted(m for m in sys.modules if m == "radiodiff" or m.startswith("radiodiff."))))
+"""
+
+
+def test_each_stage_imports_only_its_declared_code(smk_repo, tmp_path):
+    """Each stage's handler, called directly at the ci scale in a fresh process (outputs to a
+    temporary folder), imports no radiodiff module beyond the code deps both engines declare."""
+    repo, _ = smk_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    driver = tmp_path / "driver.py"
+    driver.write_text(SYS_MODULES_DRIVER)
+    for name, stage in STAGES.items():
+        argv = shlex.split(resolve(stage.command, params))[1:]
+        called, kwargs = stage_call(argv)
+        assert called == name
+        kwargs["out"] = str(tmp_path / name / "out")
+        p = stage_params(str(repo / "params.yaml"), name)
+        p["runtime"] = {**p["runtime"], "state_dir": str(tmp_path / "state")}
+        spec = tmp_path / f"{name}.json"
+        spec.write_text(json.dumps({"handler": stage.handler, "params": p, "kwargs": kwargs}))
+        done = subprocess.run(
+            [sys.executable, str(driver), str(spec)], cwd=repo, env=env_with_venv(), capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
+        imported = set(json.loads(done.stdout.strip().splitlines()[-1]))
+        declared = set(closure(stage.handler))
+        assert imported <= declared, f"{name} imported undeclared {sorted(imported - declared)}"
+        assert stage.handler in imported
 
 
 def test_report_renders_in_headless_chromium(smk_repo, tmp_path):
@@ -217,6 +280,15 @@ def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
         "report",
     }
     assert dvc_repro(repo_copy, "report") == set(), "`dvc repro report` after a full run does nothing"
+    edit_params(repo_copy, "runtime.keep_states", 1)
+    assert dvc_repro(repo_copy) == set(), "runtime settings re-run nothing"
+    edit_code(repo_copy, "radiodiff/benchmark.py")
+    assert dvc_repro(repo_copy) == {"benchmark", "report"}
+    edit_code(repo_copy, "radiodiff/report/document.py")
+    assert dvc_repro(repo_copy) == {"report"}
+    edit_code(repo_copy, "radiodiff/models/radiounet.py")
+    ran = dvc_repro(repo_copy)
+    assert {"train_radiounet_radiomapseer", "train_radiounet_icassp"} <= ran and not ran & VAES
 
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=repo_copy).stdout)
     files = {f for rev in metrics.values() for f in rev.get("data", {})}

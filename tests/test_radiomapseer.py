@@ -9,19 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
+from radiodiff.core.encodings import gain_db_to_gray, gray_to_gain_db
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png, write_png
 from radiodiff.data.radiomapseer import RadioMapSeerDataset, discover_maps, split_maps, tx_position
 from radiodiff.data.validate_radiomapseer import validate
 from radiodiff.physics.propagation import fspl_db, geodesic_distance, line_of_sight
-from radiodiff.synthetic.radiomapseer import (
-    UrbanModel,
-    city_layout,
-    gain_db_to_gray,
-    gray_to_gain_db,
-    path_gain_db,
-    synthesize,
-)
+from radiodiff.synthetic.radiomapseer import UrbanModel, city_layout, path_gain_db, synthesize
 from tests.conftest import need_real
 
 # ---------------------------------------------------------------- physics

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig, count_parameters
+from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
+from radiodiff.models.persistence import count_parameters
 from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig
 
 TINY = RadioUNetConfig(image_size=32, base_channels=4, channel_mults=(1, 2, 4), blocks_per_level=1)

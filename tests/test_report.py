@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from radiodiff.core.errors import DataError, ParamsError
+from radiodiff.pipeline.stages import ALL_SECTIONS, STAGES
 from radiodiff.report import figures as F
-from radiodiff.report.build import Doc, build_report
-from radiodiff.stages import ALL_SECTIONS, STAGES
+from radiodiff.report.build import build_report
+from radiodiff.report.dag import report_dag, to_dot
+from radiodiff.report.document import Doc
 from tests.conftest import REPO, env_with_venv, run
 
 STYLE = F.Style(dpi=40, smooth=3)
@@ -84,23 +86,21 @@ def test_phase_table_compares_the_two_phases():
     assert F.phase_table(vae_log(), disc_start=1000)[1]["steps"] == "not reached"
 
 
-DOT = """digraph snakemake_dag {
-    graph[bgcolor=white, margin=0];
-	0[label = "all", color = "0.00 0.6 0.85", style="rounded"];
-	1[label = "validate", color = "0.64 0.6 0.85", style="rounded"];
-	2[label = "synthesize", color = "0.35 0.6 0.85", style="rounded"];
-	3[label = "train", color = "0.61 0.6 0.85", style="rounded,dashed"];
-	2 -> 1
-	1 -> 3
-	2 -> 3
-	3 -> 0
-}"""
+def test_dag_comes_from_the_stage_table_and_follows_the_roots():
+    params = yaml.safe_load((REPO / "params" / "ci.yaml").read_text())
+    nodes, edges = report_dag(params)
+    assert set(nodes) == set(STAGES), "with the synthetic roots every stage feeds the report"
+    assert ("synthesize_radiomapseer", "validate_radiomapseer") in edges and ("benchmark", "report") in edges
+    params["data"]["radiomapseer"]["root"] = "/data/RadioMapSeer"  # a real folder: nothing synthesizes it
+    nodes, edges = report_dag(params)
+    assert "synthesize_radiomapseer" not in nodes and "synthesize_icassp" in nodes
+    dot = to_dot(nodes, edges)
+    assert dot.count(" -> ") == len(edges) and '"eda" -> "report"' in dot
 
 
-def test_dag_is_parsed_and_drawn_without_graphviz():
-    nodes, edges = F.parse_dot(DOT)
-    assert nodes == {"0": "all", "1": "validate", "2": "synthesize", "3": "train"}
-    assert sorted(edges) == [("1", "3"), ("2", "1"), ("2", "3"), ("3", "0")]
+def test_dag_is_drawn_without_graphviz():
+    nodes = {n: n for n in ("all", "validate", "synthesize", "train")}
+    edges = [("validate", "train"), ("synthesize", "validate"), ("synthesize", "train"), ("train", "all")]
     fig = F.dag_figure(nodes, edges, STYLE)
     ax = fig.axes[0]
     boxes = {t.get_text(): t.get_position() for t in ax.texts if t.get_text()}
@@ -138,7 +138,7 @@ def test_missing_input_is_one_clear_error_and_writes_nothing(tmp_path):
 
 def test_report_stage_declares_every_params_section():
     schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
-    assert list(ALL_SECTIONS) == schema["required"]
+    assert [*ALL_SECTIONS, "runtime"] == schema["required"], "every section but the undeclared runtime"
     assert STAGES["report"].params == ALL_SECTIONS
     for preset in ("quick", "ci", "paper"):
         assert "report" in yaml.safe_load((REPO / "params" / f"{preset}.yaml").read_text()), preset

@@ -23,17 +23,11 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from torch.utils.data import TensorDataset
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.train import engine
-from radiodiff.train.engine import (
-    COMPLETE_MARKER,
-    TrainConfig,
-    epoch_permutation,
-    latest_checkpoint,
-    list_checkpoints,
-    lr_multiplier,
-    state_key,
-    train,
-)
+from radiodiff.train import checkpoint, engine
+from radiodiff.train.checkpoint import COMPLETE_MARKER, latest_checkpoint, list_checkpoints, state_key
+from radiodiff.train.config import TrainConfig
+from radiodiff.train.data_order import epoch_permutation
+from radiodiff.train.engine import lr_multiplier, train
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 6
@@ -98,8 +92,10 @@ def toy_data(n: int = 32, seed: int = 1) -> TensorDataset:
 
 
 def cfg(**kw) -> TrainConfig:
+    """The schema's defaults, with the toy run's sizes (no LR floor, a slow EMA every 2 steps)."""
     base = dict(max_steps=12, batch_size=4, lr=1e-2, save_every=4, eval_every=6, log_every=1, ema_every=2)
-    return TrainConfig(**{**base, **kw})
+    base |= dict(min_lr=0.0, ema_decay=0.999)
+    return TrainConfig.with_defaults(**{**base, **kw})
 
 
 def run_train(tmp: Path, task=None, data=None, val=None, **kw) -> dict:
@@ -263,17 +259,17 @@ def test_interrupted_save_keeps_previous_state(tmp_path, monkeypatch):
     reference = tmp_path / "reference"
     run_train(reference)
 
-    original = engine._write_engine_state
+    original = checkpoint.Saver._write_engine_part
 
-    def crash_at_8(path, state):
-        if state["step"] == 8:
+    def crash_at_8(self, folder, counters):
+        if counters.step == 8:
             raise RuntimeError("disk full (injected)")
-        original(path, state)
+        original(self, folder, counters)
 
-    monkeypatch.setattr(engine, "_write_engine_state", crash_at_8)
+    monkeypatch.setattr(checkpoint.Saver, "_write_engine_part", crash_at_8)
     with pytest.raises(RuntimeError, match="injected"):
         run_train(tmp_path / "run")
-    monkeypatch.setattr(engine, "_write_engine_state", original)
+    monkeypatch.setattr(checkpoint.Saver, "_write_engine_part", original)
     state = tmp_path / "run" / "state"
     assert [p.name for p in state.iterdir()] == ["checkpoint-00000004"]
     # leftovers of a save killed without cleanup never count as a state

@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian, count_parameters
+from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian
 from radiodiff.models.losses import (
     BACKBONE_ENV,
     LPIPSLoss,
@@ -20,6 +20,7 @@ from radiodiff.models.losses import (
     hinge_d_loss,
     vanilla_d_loss,
 )
+from radiodiff.models.persistence import count_parameters
 
 # The paper's radio VAE: 1×256×256 -> 3×64×64 (REFERENCE §3.1).
 PAPER = AutoencoderKLConfig(

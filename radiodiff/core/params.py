@@ -93,6 +93,15 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return params
 
 
+def schema_defaults(pointer: str) -> dict[str, Any]:
+    """The ``default`` of every property of the schema object at ``pointer`` (e.g. "$defs/train"):
+    the one place defaults live (code that needs a default reads it here)."""
+    node: Any = read_yaml(schema_path())
+    for part in pointer.strip("/").split("/"):
+        node = node[part]
+    return {k: copy.deepcopy(v["default"]) for k, v in node["properties"].items() if "default" in v}
+
+
 def get_key(params: dict, dotted: str) -> Any:
     """``get_key(p, "data.radiomapseer.root")``; a missing key raises ParamsError naming it."""
     node: Any = params

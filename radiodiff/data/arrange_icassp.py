@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import atomic_dir, read_png, write_png
 from radiodiff.data.icassp import (
-    PIXEL_SIZE_M,
     building_splits,
     discover,
     frequency_hz,
@@ -33,8 +33,7 @@ from radiodiff.data.icassp import (
     read_positions,
     write_metadata,
 )
-from radiodiff.physics.antenna import pattern_gain_db, read_pattern
-from radiodiff.physics.propagation import fspl_db, pixel_geometry
+from radiodiff.physics.antenna import fspl_pattern_db, read_pattern
 
 METADATA_COLUMNS = [
     "name",
@@ -52,28 +51,13 @@ METADATA_COLUMNS = [
 ]
 
 
-def fspl_pattern_db(
-    shape: tuple[int, int],
-    tx_rc: tuple[float, float],
-    frequency_hz: float,
-    pattern: np.ndarray,
-    azimuth_deg: float,
-    min_distance_m: float = 0.1,
-    pixel_size_m: float = PIXEL_SIZE_M,
-) -> np.ndarray:
-    """Free-space loss minus the antenna gain toward each pixel, in dB (float)."""
-    dist_px, theta = pixel_geometry(shape, tx_rc)
-    d_m = np.maximum(dist_px * pixel_size_m, min_distance_m)
-    return fspl_db(d_m, frequency_hz) - pattern_gain_db(pattern, np.degrees(theta), azimuth_deg)
-
-
 def arrange(
     root: str | os.PathLike,
     out: str | os.PathLike,
     task: str,
     split_cfg: dict,
     min_distance_m: float = 0.1,
-    pixel_size_m: float = PIXEL_SIZE_M,
+    pixel_size_m: float = ICASSP_PIXEL_SIZE_M,
 ) -> dict:
     """Arrange every sample of ``Inputs/{task}`` under ``root`` into ``out``; returns a summary."""
     root = Path(root)
@@ -141,3 +125,12 @@ def arrange(
     counts = {k: sum(r["split"] == k for r in rows) for k in ("train", "val", "test")}
     buildings = {k: sorted({r["building"] for r in rows if r["split"] == k}) for k in ("train", "val", "test")}
     return {"samples": len(rows), "task": task, "samples_per_split": counts, "buildings_per_split": buildings}
+
+
+def run(params: dict, root, out) -> dict:
+    """The ``arrange_icassp`` stage: arrange the ``data.icassp.task`` samples of ``root`` into ``out``."""
+    d = params["data"]["icassp"]
+    return {
+        "stage": "arrange_icassp",
+        **arrange(root, out, task=d["task"], split_cfg=d["split"], **params["arrange_icassp"]),
+    }

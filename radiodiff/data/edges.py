@@ -55,3 +55,9 @@ def extract_edges(gain_dir: str | Path, out: str | Path, **settings) -> dict:
             fractions.append(float((e > 0).mean()))
             write_png(tmp / p.name, e)
     return {"files": len(files), "edge_fraction_mean": float(np.mean(fractions)), **settings}
+
+
+def run(params: dict, root, out) -> dict:
+    """The ``edges`` stage: edge maps of the ``data.radiomapseer.simulation`` gain maps of ``root``."""
+    simulation = params["data"]["radiomapseer"]["simulation"]
+    return {"stage": "edges", **extract_edges(Path(root) / "gain" / simulation, out, **params["edges"])}

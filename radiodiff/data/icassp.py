@@ -24,15 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from radiodiff.core.encodings import channel_to_model, pl_db_to_unit
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import atomic_file, read_png
 from radiodiff.data.splits import SPLITS, split_ids
 from radiodiff.physics.antenna import is_number as _is_number
 
 FREQUENCIES_HZ = {1: 868e6, 2: 1.8e9, 3: 3.5e9}
-PIXEL_SIZE_M = 0.25
-PL_MIN_DB = 13.0
-PL_MAX_DB = 160.0
 DEFAULT_SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 42}
 
 _NAME = re.compile(r"^B(\d+)_Ant(\d+)_f(\d+)_S(\d+)$")
@@ -176,21 +174,6 @@ def discover(root: str | os.PathLike, task: str) -> list[SampleId]:
     return ids
 
 
-# --- path loss scaling --------------------------------------------------------------------------
-
-
-def pl_db_to_unit(pl_db):
-    """Path loss dB → [0, 1] with bright = strong signal: (160 − PL) / (160 − 13), clipped."""
-    pl = np.asarray(pl_db, dtype=np.float64)
-    return np.clip((PL_MAX_DB - pl) / (PL_MAX_DB - PL_MIN_DB), 0.0, 1.0)
-
-
-def unit_to_pl_db(unit):
-    """Inverse of :func:`pl_db_to_unit`: 160 − u·(160 − 13) dB (u clipped to [0, 1])."""
-    u = np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0)
-    return PL_MAX_DB - u * (PL_MAX_DB - PL_MIN_DB)
-
-
 # --- metadata CSVs (arrange and crop stages) ----------------------------------------------------
 
 
@@ -220,6 +203,18 @@ def building_splits(buildings, split_cfg: dict | None = None) -> dict[int, str]:
     cfg = {**DEFAULT_SPLIT, **(split_cfg or {})}
     parts = split_ids(sorted(set(buildings)), cfg["train"], cfg["val"], cfg["test"], seed=int(cfg["seed"]))
     return {b: name for name, ids in parts.items() for b in ids}
+
+
+def valid_mask(row: dict) -> np.ndarray:
+    """Bool crop_size×crop_size mask of real (not padded) pixels from a crop metadata row (``crop_icassp``):
+    pixel (i, j) is valid iff 0 ≤ row0 + i < height and 0 ≤ col0 + j < width."""
+    size = int(row["crop_size"])
+    row0, col0 = int(row["row0"]), int(row["col0"])
+    height, width = int(row["height"]), int(row["width"])
+    idx = np.arange(size)
+    rows_ok = (row0 + idx >= 0) & (row0 + idx < height)
+    cols_ok = (col0 + idx >= 0) & (col0 + idx < width)
+    return rows_ok[:, None] & cols_ok[None, :]
 
 
 # --- torch datasets -----------------------------------------------------------------------------
@@ -276,19 +271,14 @@ class ICASSPCropDataset(Dataset):
 
     Items: ``input`` 3×S×S (channel/255·2−1), ``target`` 1×S×S (pl_db_to_unit·2−1), ``valid``
     1×S×S bool (False on padded pixels, where input and target read −1), ``tx`` long (row, col)
-    in the crop, ``name``. ``augment`` applies one of the 8 flips/rotations to all of them.
+    in the crop, ``name``.
     """
 
-    def __init__(self, crops_dir, split: str = "train", augment: bool = False):
-        # Imported here: tx_crop imports this module's metadata helpers.
-        from radiodiff.data.tx_crop import valid_mask
-
+    def __init__(self, crops_dir, split: str = "train"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.dir = Path(crops_dir)
-        self.augment = augment
         self.rows = [r for r in read_metadata(self.dir / "metadata.csv") if r["split"] == split]
-        self._valid_mask = valid_mask
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -298,31 +288,13 @@ class ICASSPCropDataset(Dataset):
         name = row["name"]
         inp = read_png(self.dir / "inputs" / f"{name}.png", mode="RGB")
         pl = read_png(self.dir / "targets" / f"{name}.png", mode="L")
-        valid = self._valid_mask(row)
+        valid = valid_mask(row)
         if pl.shape != valid.shape or inp.shape[:2] != valid.shape:
             raise DataError(f"{self.dir / 'targets' / name}.png: crop size differs from metadata crop_size")
         target = pl_db_to_unit(pl) * 2.0 - 1.0
         target[~valid] = -1.0
-        x = torch.from_numpy(inp.transpose(2, 0, 1).astype(np.float32) / 255.0 * 2.0 - 1.0)
+        x = torch.from_numpy(channel_to_model(inp.transpose(2, 0, 1)))
         y = torch.from_numpy(target[None].astype(np.float32))
         m = torch.from_numpy(valid[None].copy())
         tx = (int(row["crop_tx_row"]), int(row["crop_tx_col"]))
-        if self.augment:
-            x, y, m, tx = random_dihedral(x, y, m, tx)
         return {"input": x, "target": y, "valid": m, "tx": torch.tensor(tx, dtype=torch.long), "name": name}
-
-
-def random_dihedral(x, y, m, tx):
-    """One of the 8 flips/rotations (torch's global RNG, seeded per DataLoader worker), applied
-    to the C×H×W tensors and remapped onto the Tx (row, col)."""
-    k = int(torch.randint(4, (1,)))
-    flip = bool(torch.randint(2, (1,)))
-    r, c = tx
-    if flip:
-        x, y, m = x.flip(-1), y.flip(-1), m.flip(-1)
-        c = x.shape[-1] - 1 - c
-    for _ in range(k):
-        # rot90 (rows toward columns): pixel (r, c) of an H×W image moves to (W − 1 − c, r).
-        r, c = x.shape[-1] - 1 - c, r
-        x, y, m = (torch.rot90(t, 1, dims=(-2, -1)) for t in (x, y, m))
-    return x.contiguous(), y.contiguous(), m.contiguous(), (r, c)

@@ -19,14 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from radiodiff.core.encodings import apply_gain_threshold, gray_to_unit
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
 from radiodiff.data.splits import split_ids
-from radiodiff.physics.propagation import log_distance_db
+from radiodiff.physics.baselines import log_distance_unit
 
 CONDITIONS = ("static", "dynamic", "physics")
-FREQUENCY_HZ = 5.9e9
-PG_FLOOR_DB, PG_MAX_DB = -147.0, -47.84
 
 
 @dataclass(frozen=True)
@@ -90,14 +89,6 @@ def tx_onehot(tx_rc: tuple[int, int], shape: tuple[int, int], size: int) -> tupl
     return out, (r, c)
 
 
-def physics_prior(shape: tuple[int, int], tx_rc, exponent: float, pixel_size_m: float = 1.0) -> np.ndarray:
-    """Log-distance path gain on RadioMapSeer's [0, 1] gray scale (no shadowing)."""
-    rows, cols = np.indices(shape, dtype=np.float64)
-    d = np.hypot(rows - tx_rc[0], cols - tx_rc[1]) * pixel_size_m
-    pg = -log_distance_db(np.maximum(d, 1.0), FREQUENCY_HZ, exponent)
-    return np.clip((pg - PG_FLOOR_DB) / (PG_MAX_DB - PG_FLOOR_DB), 0.0, 1.0).astype(np.float32)
-
-
 class RadioMapSeerDataset(Dataset):
     """One item per (map, Tx) of a split.
 
@@ -141,11 +132,8 @@ class RadioMapSeerDataset(Dataset):
 
     def gain(self, s: Sample) -> np.ndarray:
         """Full-resolution gain map on [0, 1] (gray/255), RadioUNet's threshold applied if set."""
-        g = read_png(self.root / "gain" / self.simulation / f"{s.name}.png", "L").astype(np.float32) / 255.0
-        if self.gain_threshold > 0:
-            g = np.maximum(g, self.gain_threshold)
-            g = (g - self.gain_threshold) / (1.0 - self.gain_threshold)
-        return g
+        g = gray_to_unit(read_png(self.root / "gain" / self.simulation / f"{s.name}.png", "L"))
+        return apply_gain_threshold(g, self.gain_threshold)
 
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
@@ -194,36 +182,7 @@ def make_condition(
         third = area_resize(cars.astype(np.float32), size)
     else:
         scale = buildings.shape[0] / size  # metres per model pixel (1 m/pixel at full size)
-        third = physics_prior((size, size), tx_small, physics_exponent, pixel_size_m=scale)
+        third = log_distance_unit((size, size), tx_small, physics_exponent, pixel_size_m=scale)
         third = third * (b_small < 0.5)
     cond = np.stack([b_small, tx_map, third]) * 2.0 - 1.0
     return cond.astype(np.float32), b_small, tx_small
-
-
-def real_layout_from_gain_maps(gain_dir: str | Path, out: str | Path, map_id: int = 0, simulation: str = "DPM") -> Path:
-    """Rebuild a RadioMapSeer folder from gain maps alone (as ``shared/real`` ships them):
-    buildings = pixels that are 0 in every gain map of the map; Tx = argmax of each map.
-
-    ``gain_dir`` holds ``{map}_{tx}.png``; returns ``out``.
-    """
-    from radiodiff.core.io import write_json, write_png
-
-    gain_dir, out = Path(gain_dir), Path(out)
-    files = sorted(gain_dir.glob(f"{map_id}_*.png"), key=lambda p: int(p.stem.split("_")[1]))
-    if not files:
-        raise DataError(f"{gain_dir}: no {map_id}_{{tx}}.png gain maps")
-    gains = [read_png(p, "L") for p in files]
-    buildings = np.all(np.stack(gains) == 0, axis=0)
-    for d in ("antenna", f"gain/{simulation}", "png/buildings_complete", "png/antennas"):
-        (out / d).mkdir(parents=True, exist_ok=True)
-    write_png(out / "png/buildings_complete" / f"{map_id}.png", (buildings * 255).astype(np.uint8))
-    txs = []
-    for t, g in enumerate(gains):
-        r, c = np.unravel_index(int(np.argmax(g)), g.shape)
-        txs.append([int(c), int(r)])
-        onehot = np.zeros_like(g)
-        onehot[r, c] = 255
-        write_png(out / "png/antennas" / f"{map_id}_{t}.png", onehot)
-        write_png(out / f"gain/{simulation}" / f"{map_id}_{t}.png", g)
-    write_json(out / "antenna" / f"{map_id}.json", txs)
-    return out

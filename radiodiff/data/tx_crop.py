@@ -5,7 +5,7 @@ every crop border. Per axis, among the origins that keep the margin, origins wit
 fully inside the image are preferred; when the image is shorter than the crop, origins that
 hold the whole image are preferred instead. When no origin satisfies both, the margin wins and
 the origin is the one nearest the preferred range. Pixels outside the image are padded with 0;
-``valid_mask`` rebuilds which pixels are real from a metadata row.
+``radiodiff.data.icassp.valid_mask`` rebuilds which pixels are real from a metadata row.
 
 Written (atomically) into ``out``: ``inputs/{name}.png``, ``targets/{name}.png`` and
 ``metadata.csv`` = the arranged metadata plus ``CROP_COLUMNS``.
@@ -20,7 +20,7 @@ import numpy as np
 
 from radiodiff.core.errors import DataError, ParamsError
 from radiodiff.core.io import atomic_dir, read_png, write_png
-from radiodiff.data.icassp import read_metadata, write_metadata
+from radiodiff.data.icassp import read_metadata, valid_mask, write_metadata
 
 PLACEMENTS = ("random", "center")
 CROP_COLUMNS = ["crop_size", "row0", "col0", "crop_tx_row", "crop_tx_col", "valid_rows", "valid_cols"]
@@ -46,18 +46,6 @@ def cut(image: np.ndarray, row0: int, col0: int, size: int) -> np.ndarray:
     if r_a < r_b and c_a < c_b:
         out[r_a - row0 : r_b - row0, c_a - col0 : c_b - col0] = image[r_a:r_b, c_a:c_b]
     return out
-
-
-def valid_mask(row: dict) -> np.ndarray:
-    """Bool crop_size×crop_size mask of real (not padded) pixels from a crop metadata row:
-    pixel (i, j) is valid iff 0 ≤ row0 + i < height and 0 ≤ col0 + j < width."""
-    size = int(row["crop_size"])
-    row0, col0 = int(row["row0"]), int(row["col0"])
-    height, width = int(row["height"]), int(row["width"])
-    idx = np.arange(size)
-    rows_ok = (row0 + idx >= 0) & (row0 + idx < height)
-    cols_ok = (col0 + idx >= 0) & (col0 + idx < width)
-    return rows_ok[:, None] & cols_ok[None, :]
 
 
 def crop(
@@ -127,3 +115,8 @@ def crop(
         "seed": seed,
         "padded_crops": padded,
     }
+
+
+def run(params: dict, arranged, out) -> dict:
+    """The ``crop_icassp`` stage: Tx-aware crops of the ``arranged`` samples into ``out``."""
+    return {"stage": "crop_icassp", **crop(arranged, out, **params["crop_icassp"])}

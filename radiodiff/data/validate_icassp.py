@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from radiodiff.core.encodings import PL_MAX_DB, PL_MIN_DB
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png
 from radiodiff.data.icassp import (
-    PL_MAX_DB,
-    PL_MIN_DB,
     SampleId,
     details_path,
     parse_name,
@@ -26,6 +25,7 @@ from radiodiff.data.icassp import (
     read_details,
     read_positions,
 )
+from radiodiff.data.problems import conclude
 from radiodiff.physics.antenna import read_pattern
 
 
@@ -181,3 +181,8 @@ def _check_tx(root: Path, sid: SampleId, shape, positions: dict, problems: list[
     height, width = shape
     if not (0 <= round(x) < width and 0 <= round(y) < height):
         problems.append(f"{path}: Tx of {sid.name} at X={x:g}, Y={y:g} lies outside the {width}×{height} map")
+
+
+def run(params: dict, root, out=None) -> dict:
+    """The ``validate_icassp`` stage: fail listing every problem, else write the report to ``out``."""
+    return conclude(validate(root, task=params["data"]["icassp"]["task"]), root, out)

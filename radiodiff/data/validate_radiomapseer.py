@@ -12,6 +12,7 @@ import numpy as np
 
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
+from radiodiff.data.problems import conclude
 
 
 def validate(root: str | Path, simulation: str = "DPM", condition: str = "static") -> dict:
@@ -125,3 +126,9 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
         else None,
     )
     return report
+
+
+def run(params: dict, root, out=None) -> dict:
+    """The ``validate_radiomapseer`` stage: fail listing every problem, else write the report to ``out``."""
+    d = params["data"]["radiomapseer"]
+    return conclude(validate(root, simulation=d["simulation"], condition=d["condition"]), root, out)

@@ -1,4 +1,4 @@
-"""``radiodiff predict``: radio maps from a trained model folder (RadioDiff or RadioUNet).
+"""A trained model folder on new inputs: ``radiodiff predict`` and ``radiodiff evaluate --model``.
 
 RadioMapSeer: a buildings PNG (255 = building, 1 m/pixel) and a Tx (row, col) in its pixels,
 or a whole RadioMapSeer folder (every map and Tx). ICASSP: a raw input RGB PNG
@@ -6,23 +6,35 @@ or a whole RadioMapSeer folder (every map and Tx). ICASSP: a raw input RGB PNG
 B channel is replaced by FSPL with the pattern, as the arrange stage does, and the Tx-aware
 crop the model was trained at is predicted; or a whole crop_icassp folder. Outputs are PNGs in
 the dataset's encoding (gray gain; path loss dB), one per input, at the model's resolution.
+RadioDiff samples with ``steps`` sampler steps, by default the model's own
+(``radiodiff.json`` ``sampling_steps``).
+
+:func:`score_model` scores a model on every sample of another root (e.g. the real dataset),
+with the physics baseline beside it, without retraining.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from radiodiff.core.encodings import channel_to_model
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_png
 from radiodiff.data.icassp import FREQUENCIES_HZ
+from radiodiff.data.items import StackedItems, map_splits
 from radiodiff.data.radiomapseer import make_condition
-from radiodiff.evaluate.metrics import zero_buildings
-from radiodiff.evaluate.sampling import default_device, predict_items, write_maps
+from radiodiff.data.tx_crop import cut, origin_range
+from radiodiff.evaluate.maps import write_maps
+from radiodiff.evaluate.sampling import default_device, predict_items
+from radiodiff.evaluate.scoring import protocol, score, write_outputs
 from radiodiff.models.pipelines import load_pipeline
-from radiodiff.train.inputs import StackedItems, icassp_items, radiomapseer_items
+from radiodiff.physics.antenna import fspl_pattern_db, read_pattern
+
+RADIOMAPSEER_DEFAULTS = {"simulation": "DPM", "gain_threshold": 0.0}
 
 
 def _check_tx(tx_rc, shape, where) -> tuple[int, int]:
@@ -51,10 +63,6 @@ def radiomapseer_single(pipe, buildings_png, tx_rc, cars_png=None) -> StackedIte
 
 def icassp_single(pipe, input_png, pattern_csv, band: int, azimuth_deg: float = 0.0) -> tuple[StackedItems, dict]:
     """The Tx-aware crop (model size) of a raw ICASSP input, with FSPL + pattern in channel B."""
-    from radiodiff.data.arrange_icassp import fspl_pattern_db
-    from radiodiff.data.tx_crop import cut, origin_range
-    from radiodiff.physics.antenna import read_pattern
-
     rgb = read_png(input_png, "RGB")[..., :3]
     if band not in FREQUENCIES_HZ:
         raise RadiodiffError(f"--band: expected one of {sorted(FREQUENCIES_HZ)}, got {band}")
@@ -69,10 +77,18 @@ def icassp_single(pipe, input_png, pattern_csv, band: int, azimuth_deg: float = 
     row0, col0 = (r_lo + r_hi) // 2, (c_lo + c_hi) // 2
     crop = cut(arranged, row0, col0, size)
     valid = cut(np.ones(dist.shape, bool), row0, col0, size)
-    cond = torch.from_numpy(crop.transpose(2, 0, 1).astype(np.float32) / 255.0 * 2.0 - 1.0)[None]
+    cond = torch.from_numpy(channel_to_model(crop.transpose(2, 0, 1)))[None]
     name = Path(input_png).stem
     items = StackedItems({"condition": cond, "valid": torch.from_numpy(valid)[None, None]}, [name])
     return items, {"row0": row0, "col0": col0, "tx_row": int(tx[0]), "tx_col": int(tx[1]), "size": size}
+
+
+def _folder_splits(pipe, root, data: dict | None):
+    """The adapter of a whole folder for a model: its dataset, its resolution, the data settings."""
+    dataset = pipe.meta["dataset"]
+    if dataset == "radiomapseer":
+        data = {**RADIOMAPSEER_DEFAULTS, **(data or {}), "image_size": int(pipe.meta["image_size"])}
+    return map_splits(dataset, root, data)
 
 
 def predict(
@@ -94,23 +110,9 @@ def predict(
 ) -> list[Path]:
     """Predict and write PNGs into ``out``; returns their paths."""
     pipe = load_pipeline(model_dir)
-    device = default_device()
     dataset = pipe.meta["dataset"]
-    extra: dict = {}
     if input_dir is not None:
-        if dataset == "radiomapseer":
-            d = dict(data or {})
-            d.setdefault("simulation", "DPM")
-            d["image_size"] = int(pipe.meta["image_size"])
-            d.setdefault("gain_threshold", 0.0)
-            from radiodiff.data.radiomapseer import discover_maps
-
-            maps = list(discover_maps(input_dir))
-            exponent = pipe.meta.get("physics_exponent") or 2.0
-            items = radiomapseer_items(input_dir, "all", d, pipe.meta["condition"], exponent, maps=maps)
-        else:
-            parts = [icassp_items(input_dir, s) for s in ("train", "val", "test") if _has_split(input_dir, s)]
-            items = _concat(parts)
+        items = _folder_splits(pipe, input_dir, data).all_items(pipe.meta)
     elif dataset == "radiomapseer":
         if buildings is None or tx is None:
             raise RadiodiffError("predict (RadioMapSeer model): give --buildings PNG and --tx ROW,COL, or --input-dir")
@@ -118,25 +120,47 @@ def predict(
     else:
         if input_png is None or pattern is None or band is None:
             raise RadiodiffError("predict (ICASSP model): give --input PNG, --pattern CSV and --band, or --input-dir")
-        items, extra = icassp_single(pipe, input_png, pattern, int(band), azimuth)
-    pred, _ = predict_items(pipe, items, steps, seed, batch_size, device)
-    if "buildings" in items.tensors:
-        pred = zero_buildings(pred, items.tensors["buildings"])
+        items, _ = icassp_single(pipe, input_png, pattern, int(band), azimuth)
+    pred, _ = predict_items(pipe, items, steps, seed, batch_size, default_device())
     out = Path(out)
     write_maps(out, items.names, pred, dataset, items.tensors.get("valid"))
     return [out / f"{n}.png" for n in items.names]
 
 
-def _has_split(crops_dir, split: str) -> bool:
-    from radiodiff.data.icassp import read_metadata
+def score_model(model_dir, root, out_dir, data: dict | None = None, steps=None, seed: int = 0, batch_size: int = 16):
+    """Score a trained model on every sample of another dataset root, without retraining.
 
-    return any(r["split"] == split for r in read_metadata(Path(crops_dir) / "metadata.csv"))
-
-
-def _concat(parts: list[StackedItems]) -> StackedItems:
-    if not parts:
-        raise DataError("no crops found")
-    keys = parts[0].tensors.keys()
-    return StackedItems(
-        {k: torch.cat([p.tensors[k] for p in parts]) for k in keys}, [n for p in parts for n in p.names]
+    RadioMapSeer: ``root`` is a RadioMapSeer folder (e.g. the real dataset); all its maps and
+    Tx are scored, with the physics baseline beside the model (the model's own fitted exponent
+    when it has one, else one fitted on ``root`` itself, which favours the baseline). ICASSP:
+    ``root`` is a crop_icassp output folder (run arrange and crop on the real data first); all
+    its crops are scored. Writes ``summary.json`` and ``per_sample.csv`` into ``out_dir``.
+    """
+    pipe = load_pipeline(model_dir)
+    method = "radiodiff" if (Path(model_dir) / "radiodiff.json").is_file() else "radiounet"
+    dataset = pipe.meta["dataset"]
+    device = default_device()
+    splits = _folder_splits(pipe, root, data)
+    items = splits.all_items(pipe.meta)
+    pred, seconds = predict_items(pipe, items, steps, seed, batch_size, device)
+    exponent = None
+    if dataset == "radiomapseer":
+        exponent = pipe.meta.get("physics_exponent") or splits.fit_exponent(items)
+    t0 = time.perf_counter()
+    phys = splits.physics(items, exponent)
+    phys_s = time.perf_counter() - t0
+    n = len(items.names)
+    timing = {method: {"ms_per_map": 1000 * seconds / n}, "physics": {"ms_per_map": 1000 * phys_s / n}}
+    summary, rows = score(dataset, items, {method: pred, "physics": phys}, splits.db_per_unit, timing)
+    summary["protocol"] = protocol(
+        dataset,
+        items,
+        splits.db_per_unit,
+        "all samples of the root",
+        root=str(root),
+        model=str(model_dir),
+        device=str(device),
+        physics_exponent=exponent,
     )
+    write_outputs(out_dir, summary, rows)
+    return summary

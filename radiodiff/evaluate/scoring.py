@@ -12,29 +12,25 @@ Every method's output has the known building pixels set to 0 first. Two scopes:
   (valid and not on a wall). The [0, 1] scale is (160 − PL)/147, so RMSE in dB = 147·RMSE;
   RMSE in dB is the challenge metric. Per-building and per-band breakdowns.
 
-Writes ``summary.json`` (keyed by method, DVC metrics) and ``per_sample.csv``.
+Writes ``summary.json`` (keyed by method, DVC metrics) and ``per_sample.csv``. Both datasets
+take the same path; :func:`radiodiff.data.items.map_splits` adapts each.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
 
 import torch
 
-from radiodiff.core.errors import DataError
+from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_file, read_json, write_json
 from radiodiff.data.icassp import parse_name
-from radiodiff.evaluate.metrics import (
-    ICASSP_DB_PER_UNIT,
-    RADIOMAPSEER_DB_PER_UNIT,
-    MetricAccumulator,
-    building_pixels,
-    zero_buildings,
-)
-from radiodiff.evaluate.sampling import METHODS, read_maps
-from radiodiff.train.inputs import StackedItems, icassp_items, radiomapseer_items
+from radiodiff.data.items import StackedItems, map_splits
+from radiodiff.evaluate.maps import METHODS, read_maps
+from radiodiff.metrics import MetricAccumulator, building_pixels, zero_buildings
 
 HEADLINE = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db")
 
@@ -140,38 +136,27 @@ def write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
     write_json(out_dir / "summary.json", summary)
 
 
-def radiomapseer_db_per_unit(data: dict) -> float:
-    return RADIOMAPSEER_DB_PER_UNIT * (1.0 - float(data.get("gain_threshold", 0.0)))
-
-
-def evaluate_radiomapseer(root, data: dict, samples_dir, out_dir) -> dict:
-    samples_dir = Path(samples_dir)
-    items = radiomapseer_items(root, "test", data, "static", 2.0)
-    timing = read_json(samples_dir / "sampling.json")["methods"]
-    preds = {m: read_maps(samples_dir / m, items.names, "radiomapseer") for m in METHODS}
-    db = radiomapseer_db_per_unit(data)
-    summary, rows = score("radiomapseer", items, preds, db, timing)
-    summary["protocol"] = protocol(
-        "radiomapseer",
-        items,
-        db,
-        "test",
-        simulation=data["simulation"],
-        physics_exponent=timing["physics"].get("exponent"),
-    )
-    write_outputs(out_dir, summary, rows)
-    return summary
-
-
-def evaluate_icassp(crops, samples_dir, out_dir) -> dict:
-    samples_dir = Path(samples_dir)
-    items = icassp_items(crops, "test")
-    timing = read_json(samples_dir / "sampling.json")["methods"]
-    preds = {m: read_maps(samples_dir / m, items.names, "icassp") for m in METHODS}
-    summary, rows = score("icassp", items, preds, ICASSP_DB_PER_UNIT, timing)
-    summary["protocol"] = protocol("icassp", items, ICASSP_DB_PER_UNIT, "test")
-    write_outputs(out_dir, summary, rows)
-    return summary
+def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict:
+    """The ``evaluate_{dataset}`` stage: score every method's sampled test maps in ``samples``
+    against RadioMapSeer ``root`` or the ICASSP ``crops``; writes ``summary.json`` and
+    ``per_sample.csv`` into ``out``."""
+    source = root if dataset == "radiomapseer" else crops
+    if not source:
+        raise RadiodiffError(f"evaluate {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
+    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
+    splits = map_splits(dataset, source, data)
+    samples = Path(samples)
+    items = splits.items("test")
+    timing = read_json(samples / "sampling.json")["methods"]
+    preds = {m: read_maps(samples / m, items.names, dataset) for m in METHODS}
+    summary, rows = score(dataset, items, preds, splits.db_per_unit, timing)
+    extra = {}
+    if dataset == "radiomapseer":
+        extra = {"simulation": data["simulation"], "physics_exponent": timing["physics"].get("exponent")}
+    summary["protocol"] = protocol(dataset, items, splits.db_per_unit, "test", **extra)
+    write_outputs(out, summary, rows)
+    print(headline_table(summary), file=sys.stderr)
+    return {"stage": f"evaluate_{dataset}", "out": str(out)}
 
 
 def headline_table(summary: dict) -> str:
@@ -183,68 +168,3 @@ def headline_table(summary: dict) -> str:
         vals = [s.get(k, float("nan")) for k in (*HEADLINE, "ms_per_map")]
         lines.append(f"{m:<10} " + " ".join(f"{v:>10.4g}" for v in vals))
     return "\n".join(lines)
-
-
-__all__ = ["evaluate_icassp", "evaluate_radiomapseer", "headline_table", "score"]
-
-
-def evaluate_model(model_dir, root, out_dir, data: dict | None = None, steps=None, seed: int = 0, batch_size: int = 16):
-    """Score a trained model on every sample of another dataset root, without retraining.
-
-    RadioMapSeer: ``root`` is a RadioMapSeer folder (e.g. the real dataset); all its maps and
-    Tx are scored, with the physics baseline beside the model (the model's own fitted exponent
-    when it has one, else one fitted on ``root`` itself, which favours the baseline). ICASSP:
-    ``root`` is a crop_icassp output folder (run arrange and crop on the real data first); all
-    its crops are scored. Writes ``summary.json`` and ``per_sample.csv`` into ``out_dir``.
-    """
-    import time
-
-    from radiodiff.data.radiomapseer import discover_maps
-    from radiodiff.evaluate.baselines import fit_log_distance_exponent, icassp_physics_unit
-    from radiodiff.evaluate.predict import _concat, _has_split
-    from radiodiff.evaluate.sampling import _full_size, default_device, physics_radiomapseer, predict_items
-    from radiodiff.models.pipelines import load_pipeline
-
-    pipe = load_pipeline(model_dir)
-    method = "radiodiff" if (Path(model_dir) / "radiodiff.json").is_file() else "radiounet"
-    dataset = pipe.meta["dataset"]
-    device = default_device()
-    if dataset == "radiomapseer":
-        d = {"simulation": "DPM", "gain_threshold": 0.0, **(data or {}), "image_size": int(pipe.meta["image_size"])}
-        maps = list(discover_maps(root))
-        exponent = pipe.meta.get("physics_exponent")
-        items = radiomapseer_items(root, "all", d, pipe.meta["condition"], exponent or 2.0, maps=maps)
-        pred, seconds = predict_items(pipe, items, steps, seed, batch_size, device)
-        if exponent is None:
-            target = ((items.tensors["target"] + 1) / 2).numpy()
-            b, tx = items.tensors["buildings"].numpy(), items.tensors["tx"].numpy()
-            exponent = fit_log_distance_exponent(
-                ((target[i, 0], b[i, 0], tuple(tx[i])) for i in range(len(items.names))), _full_size(root, items)
-            )
-        t0 = time.perf_counter()
-        phys = physics_radiomapseer(items, exponent, _full_size(root, items))
-        phys_s = time.perf_counter() - t0
-        db = radiomapseer_db_per_unit(d)
-    else:
-        parts = [icassp_items(root, s) for s in ("train", "val", "test") if _has_split(root, s)]
-        items = _concat(parts)
-        pred, seconds = predict_items(pipe, items, steps, seed, batch_size, device)
-        t0 = time.perf_counter()
-        phys = icassp_physics_unit(items.tensors["condition"])
-        phys_s = time.perf_counter() - t0
-        db, exponent = ICASSP_DB_PER_UNIT, None
-    n = len(items.names)
-    timing = {method: {"ms_per_map": 1000 * seconds / n}, "physics": {"ms_per_map": 1000 * phys_s / n}}
-    summary, rows = score(dataset, items, {method: pred, "physics": phys}, db, timing)
-    summary["protocol"] = protocol(
-        dataset,
-        items,
-        db,
-        "all samples of the root",
-        root=str(root),
-        model=str(model_dir),
-        device=str(device),
-        physics_exponent=exponent,
-    )
-    write_outputs(out_dir, summary, rows)
-    return summary

@@ -11,16 +11,14 @@ beside the weights (``save_pretrained`` / ``from_pretrained``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from radiodiff.core.errors import ParamsError
-from radiodiff.models.persistence import PretrainedMixin, jsonable
+from radiodiff.models.persistence import ConfigMixin, PretrainedMixin
 
 __all__ = [
     "AutoencoderKL",
@@ -28,7 +26,6 @@ __all__ = [
     "Decoder",
     "DiagonalGaussian",
     "Encoder",
-    "count_parameters",
 ]
 
 
@@ -38,7 +35,7 @@ __all__ = [
 
 
 @dataclass
-class AutoencoderKLConfig:
+class AutoencoderKLConfig(ConfigMixin):
     """Architecture of :class:`AutoencoderKL`; every field is saved to ``config.json``.
 
     ``attn_resolutions`` lists feature-map sizes (relative to ``resolution``, the input size)
@@ -46,6 +43,8 @@ class AutoencoderKLConfig:
     one. The paper's radio VAE is ``in 1, out 1, ch 128, ch_mult (1, 2, 4), num_res_blocks 2,
     z 3, embed 3, attn_resolutions ()`` at resolution 256.
     """
+
+    config_label = "autoencoder config"
 
     in_channels: int = 1
     out_channels: int = 1
@@ -73,21 +72,6 @@ class AutoencoderKLConfig:
             raise ParamsError(f"autoencoder config: dropout must be in [0, 1), got {self.dropout}")
         if len(self.logvar_clamp) != 2 or self.logvar_clamp[0] >= self.logvar_clamp[1]:
             raise ParamsError(f"autoencoder config: logvar_clamp must be [low, high], got {self.logvar_clamp}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AutoencoderKLConfig:
-        """Build from :meth:`to_dict` output; keys starting with ``_`` (metadata) are ignored."""
-        if not isinstance(d, dict):
-            raise ParamsError(f"autoencoder config: expected a mapping, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in d if k not in names and not str(k).startswith("_"))
-        if unknown:
-            raise ParamsError(f"autoencoder config: unknown key(s) {unknown}; expected a subset of {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     @property
     def downsample_factor(self) -> int:
@@ -348,8 +332,3 @@ class AutoencoderKL(PretrainedMixin, nn.Module):
         posterior = self.encode(x)
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
         return self.decode(z), posterior
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters in ``module`` (works on the meta device: only shapes are read)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

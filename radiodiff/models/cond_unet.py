@@ -29,7 +29,6 @@ the weights (``save_pretrained`` / ``from_pretrained``), like :mod:`radiodiff.mo
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -41,14 +40,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.models.autoencoder import count_parameters
-from radiodiff.models.persistence import PretrainedMixin, jsonable
+from radiodiff.models.persistence import ConfigMixin, PretrainedMixin
 
 __all__ = [
     "PAPER_SWIN_B",
     "CondUNet",
     "CondUNetConfig",
-    "count_parameters",
     "load_swin_checkpoint",
     "swin_parameters",
 ]
@@ -71,7 +68,7 @@ _SWIN_IGNORED_PREFIXES = ("head.", "norm.")
 
 
 @dataclass
-class CondUNetConfig:
+class CondUNetConfig(ConfigMixin):
     """Architecture of :class:`CondUNet`; every field is saved to ``config.json``.
 
     Widths and levels: the stem has ``dim`` channels; level ``i`` (``i = 0 .. len(dim_mults)−1``)
@@ -102,6 +99,8 @@ class CondUNetConfig:
     ``time_dim`` is the time-embedding width (paper 512 = 4·dim); ``fourier_scale`` the std of
     the fixed Gaussian Fourier frequencies (paper 16); ``aft`` adds the AFT filter to each decoder.
     """
+
+    config_label = "cond_unet config"
 
     latent_channels: int = 3
     extra_channels: int = 0
@@ -211,21 +210,6 @@ class CondUNetConfig:
                 f"cond_unet config: image_size must be a multiple of {need} (patch 4 × 2**(levels or stages − 1)), "
                 f"got {self.image_size}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CondUNetConfig:
-        """Build from :meth:`to_dict` output; keys starting with ``_`` (metadata) are ignored."""
-        if not isinstance(d, dict):
-            raise ParamsError(f"cond_unet config: expected a mapping, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in d if k not in names and not str(k).startswith("_"))
-        if unknown:
-            raise ParamsError(f"cond_unet config: unknown key(s) {unknown}; expected a subset of {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     @property
     def dims(self) -> list[int]:

@@ -8,13 +8,14 @@ this class), the weights file and that the weights fit the config, and raises on
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from radiodiff.core.errors import RadiodiffError
+from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_file, read_json, write_json
 
 CONFIG_NAME = "config.json"
@@ -27,12 +28,49 @@ def jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters in ``module`` (works on the meta device: only shapes are read)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
 def has_safetensors() -> bool:
     try:
         import safetensors.torch  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+class ConfigMixin:
+    """``to_dict`` / ``from_dict`` for a dataclass config that round-trips to ``config.json``
+    (diffusers' ``ConfigMixin`` idea); ``config_label`` names it in error messages."""
+
+    config_label: ClassVar[str] = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """Build from :meth:`to_dict` output; keys starting with ``_`` (metadata) are ignored."""
+        if not isinstance(d, dict):
+            raise ParamsError(f"{cls.config_label}: expected a mapping, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in d if k not in names and not str(k).startswith("_"))
+        if unknown:
+            raise ParamsError(f"{cls.config_label}: unknown key(s) {unknown}; expected a subset of {sorted(names)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_params(cls, section: dict, **derived):
+        """From a params ``model`` section plus the fields the data fixes (``derived``); lists
+        become tuples and an unknown key is a :class:`ParamsError`."""
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+        try:
+            return cls(**derived, **fields)
+        except TypeError as e:
+            raise ParamsError(f"{cls.config_label}: {e}") from None
 
 
 class PretrainedMixin:
@@ -45,6 +83,10 @@ class PretrainedMixin:
 
     config_class: ClassVar[type]
     display_name: ClassVar[str] = "model"
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters (works on the meta device: only shapes are read)."""
+        return count_parameters(self, trainable_only)
 
     def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (or ``model.pt``), each atomically."""

@@ -14,19 +14,20 @@ round-trips to ``config.json`` beside the weights (``save_pretrained`` / ``from_
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
+from radiodiff.core.io import read_json, write_json
 from radiodiff.models.autoencoder import group_norm
-from radiodiff.models.persistence import PretrainedMixin, jsonable
+from radiodiff.models.persistence import ConfigMixin, PretrainedMixin
 
-__all__ = ["NORMS", "RadioUNet", "RadioUNetConfig"]
+__all__ = ["NORMS", "RadioUNet", "RadioUNetConfig", "RadioUNetPipeline"]
 
 NORMS = ("batch", "group", "none")
 DOWNSAMPLES = ("maxpool", "conv")
@@ -39,7 +40,7 @@ UPSAMPLES = ("transpose", "nearest")
 
 
 @dataclass
-class RadioUNetConfig:
+class RadioUNetConfig(ConfigMixin):
     """Architecture of :class:`RadioUNet`; every field is saved to ``config.json``.
 
     ``channel_mults`` gives each level's width as a multiple of ``base_channels``; its length is
@@ -47,6 +48,8 @@ class RadioUNetConfig:
     64 is paper-sized. ``norm``: "batch" (BatchNorm), "group" (GroupNorm, up to 32 groups) or
     "none" (conv bias instead).
     """
+
+    config_label = "radiounet config"
 
     in_channels: int = 3
     out_channels: int = 1
@@ -78,21 +81,6 @@ class RadioUNetConfig:
                 f"radiounet config: image_size {self.image_size} must be divisible by {f} "
                 f"(2**(len(channel_mults) − 1) for {len(self.channel_mults)} levels)"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RadioUNetConfig:
-        """Build from :meth:`to_dict` output; keys starting with ``_`` (metadata) are ignored."""
-        if not isinstance(d, dict):
-            raise ParamsError(f"radiounet config: expected a mapping, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in d if k not in names and not str(k).startswith("_"))
-        if unknown:
-            raise ParamsError(f"radiounet config: unknown key(s) {unknown}; expected a subset of {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     @property
     def downsample_factor(self) -> int:
@@ -208,3 +196,35 @@ class RadioUNet(PretrainedMixin, nn.Module):
         for up, dec in zip(self.ups, self.decoders, strict=True):
             h = dec(torch.cat([up(h), skips.pop()], dim=1))
         return self.conv_out(h)
+
+
+RADIOUNET_JSON = "radiounet.json"
+
+
+class RadioUNetPipeline(torch.nn.Module):
+    """The supervised baseline: one forward pass, output mapped from [−1, 1] to [0, 1]."""
+
+    def __init__(self, net: RadioUNet, meta: dict):
+        super().__init__()
+        self.net, self.meta = net, dict(meta)
+
+    @property
+    def dataset(self) -> str:
+        return self.meta["dataset"]
+
+    @torch.no_grad()
+    def forward(self, condition: torch.Tensor, steps=None, generator=None) -> torch.Tensor:
+        return ((self.net(condition) + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        directory = Path(directory)
+        self.net.save_pretrained(directory / "net")
+        write_json(directory / RADIOUNET_JSON, self.meta)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device="cpu") -> RadioUNetPipeline:
+        directory = Path(directory)
+        return (
+            cls(RadioUNet.from_pretrained(directory / "net"), read_json(directory / RADIOUNET_JSON)).to(device).eval()
+        )

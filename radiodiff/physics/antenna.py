@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import atomic_file
+from radiodiff.physics.propagation import fspl_db, pixel_geometry
 
 ANTENNAS = (1, 2, 3, 4, 5)
 N_ANGLES = 360
@@ -66,6 +68,21 @@ def pattern_gain_db(pattern: np.ndarray, theta_deg, azimuth_deg) -> np.ndarray:
     if pattern.shape != (N_ANGLES,):
         raise ValueError(f"a radiation pattern has {N_ANGLES} gains, got shape {pattern.shape}")
     return pattern[pattern_index(theta_deg, azimuth_deg)]
+
+
+def fspl_pattern_db(
+    shape: tuple[int, int],
+    tx_rc: tuple[float, float],
+    frequency_hz: float,
+    pattern: np.ndarray,
+    azimuth_deg: float,
+    min_distance_m: float = 0.1,
+    pixel_size_m: float = ICASSP_PIXEL_SIZE_M,
+) -> np.ndarray:
+    """Free-space loss minus the antenna gain toward each pixel, in dB (float)."""
+    dist_px, theta = pixel_geometry(shape, tx_rc)
+    d_m = np.maximum(dist_px * pixel_size_m, min_distance_m)
+    return fspl_db(d_m, frequency_hz) - pattern_gain_db(pattern, np.degrees(theta), azimuth_deg)
 
 
 def read_pattern(path: str | os.PathLike) -> np.ndarray:

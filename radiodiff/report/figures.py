@@ -272,15 +272,6 @@ def _natural(s: str):
 # --------------------------------------------------------------------------------------------- DAG
 
 
-def parse_dot(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Nodes (id → label) and edges of Snakemake's ``--dag`` Graphviz output."""
-    import re
-
-    nodes = {m.group(1): m.group(2) for m in re.finditer(r'^\s*(\w+)\s*\[[^\]]*?label\s*=\s*"([^"]*)"', text, re.M)}
-    edges = [(a, b) for a, b in re.findall(r"^\s*(\w+)\s*->\s*(\w+)", text, re.M) if a in nodes and b in nodes]
-    return nodes, edges
-
-
 def dag_figure(nodes: dict[str, str], edges: list[tuple[str, str]], style: Style) -> Figure:
     """A layered drawing of the DAG (used when Graphviz's ``dot`` is not installed)."""
     depth = dict.fromkeys(nodes, 0)

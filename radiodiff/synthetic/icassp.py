@@ -29,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.core.errors import ParamsError
+from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, pl_db_to_png
+from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir, write_png
-from radiodiff.data.icassp import FREQUENCIES_HZ, PIXEL_SIZE_M, PL_MAX_DB, PL_MIN_DB, SampleId
-from radiodiff.physics.antenna import ANTENNAS, make_patterns, pattern_gain_db, write_pattern
-from radiodiff.physics.propagation import fspl_db, pixel_geometry, wall_loss_db
+from radiodiff.core.progress import progress_bar
+from radiodiff.data.icassp import FREQUENCIES_HZ, SampleId
+from radiodiff.physics.antenna import ANTENNAS, fspl_pattern_db, make_patterns, write_pattern
+from radiodiff.physics.propagation import pixel_geometry, wall_loss_db
 
 TASK3 = "Task_3_ICASSP"
 TASK1 = "Task_1_ICASSP"
@@ -205,18 +207,13 @@ def path_loss_db(
     frequency_hz: float,
     pattern: np.ndarray,
     azimuth_deg: float,
-    pixel_size_m: float = PIXEL_SIZE_M,
+    pixel_size_m: float = ICASSP_PIXEL_SIZE_M,
 ) -> np.ndarray:
     """Multi-wall path loss in dB (unclipped): FSPL(max(d, 0.1 m)) − G(θ) + walls crossed."""
-    dist_px, theta = pixel_geometry(transmittance_db.shape, tx_rc)
-    d_m = np.maximum(dist_px * pixel_size_m, MIN_DISTANCE_M)
-    gain = pattern_gain_db(pattern, np.degrees(theta), azimuth_deg)
-    return fspl_db(d_m, frequency_hz) - gain + wall_loss_db(transmittance_db, tx_rc)
-
-
-def pl_to_gray(pl_db: np.ndarray) -> np.ndarray:
-    """Path loss dB → the challenge's uint8 gray: rounded and clipped to [13, 160]."""
-    return np.clip(np.rint(pl_db), PL_MIN_DB, PL_MAX_DB).astype(np.uint8)
+    free = fspl_pattern_db(
+        transmittance_db.shape, tx_rc, frequency_hz, pattern, azimuth_deg, MIN_DISTANCE_M, pixel_size_m
+    )
+    return free + wall_loss_db(transmittance_db, tx_rc)
 
 
 def synthesize(
@@ -277,10 +274,10 @@ def synthesize(
                         azimuth = 0 if a == 1 else int(prng.integers(0, 360))
                         lines.append(f"{tx[1]},{tx[0]},{azimuth}")
                         dist_px, _ = pixel_geometry((h, w), tx)
-                        distance = np.clip(np.rint(dist_px * PIXEL_SIZE_M), 0, 255).astype(np.uint8)
+                        distance = np.clip(np.rint(dist_px * ICASSP_PIXEL_SIZE_M), 0, 255).astype(np.uint8)
                         name = SampleId(b, a, f, s).name + ".png"
                         rgb = np.stack([reflectance, transmittance, distance], axis=-1)
-                        pl = pl_to_gray(path_loss_db(trans_db, tx, freq, patterns[a], azimuth))
+                        pl = pl_db_to_png(path_loss_db(trans_db, tx, freq, patterns[a], azimuth))
                         write_png(dirs[f"Inputs/{TASK3}"] / name, rgb)
                         write_png(dirs[f"Outputs/{TASK3}"] / name, pl)
                         if a == 1 and f == 1:
@@ -297,9 +294,21 @@ def synthesize(
         "positions_per_antenna": positions_per_antenna,
         "samples": {TASK3: n3, TASK1: buildings * positions_per_antenna},
         "seed": seed,
-        "pixel_size_m": PIXEL_SIZE_M,
+        "pixel_size_m": ICASSP_PIXEL_SIZE_M,
         "sizes_wh": {f"B{b}": list(wh) for b, wh in sizes.items()},
         "materials": {
             m.name: {"reflectance_db": m.reflectance_db, "transmittance_db": m.transmittance_db} for m in MATERIALS
         },
     }
+
+
+def run(params: dict, out, buildings: int | None = None, seed: int | None = None) -> dict:
+    """The ``synthesize_icassp`` stage: the dataset of the params section (if any) into ``out``;
+    ``buildings`` and ``seed`` override it."""
+    p = dict(params.get("synthesize_icassp", {}))
+    p.update({k: v for k, v in {"buildings": buildings, "seed": seed}.items() if v is not None})
+    if "buildings" not in p:
+        raise RadiodiffError("synthesize icassp: give --buildings or --params")
+    p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
+    summary = synthesize(out, progress=progress_bar("synthesize icassp"), **p)
+    return {"stage": "synthesize_icassp", "out": str(out), **summary}

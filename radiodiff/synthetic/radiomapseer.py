@@ -21,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from radiodiff.core.encodings import RADIOMAPSEER_FREQUENCY_HZ, gain_db_to_gray
+from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json, write_png
+from radiodiff.core.progress import progress_bar
 from radiodiff.physics.propagation import (
     fspl_db,
     geodesic_distance,
@@ -30,28 +33,12 @@ from radiodiff.physics.propagation import (
     pixel_geometry,
 )
 
-# RadioMapSeer's gray encoding of path gain (REFERENCE.md §1).
-PG_FLOOR_DB = -147.0
-PG_MAX_DB = -47.84
-SIMULATIONS = ("DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2", "carsIRT4")
-
-
-def gain_db_to_gray(pg_db: np.ndarray) -> np.ndarray:
-    """Path gain (dB) → RadioMapSeer uint8 gray."""
-    g = np.maximum((pg_db - PG_FLOOR_DB) / (PG_MAX_DB - PG_FLOOR_DB), 0.0)
-    return np.clip(np.rint(255.0 * g), 0, 255).astype(np.uint8)
-
-
-def gray_to_gain_db(gray: np.ndarray) -> np.ndarray:
-    """RadioMapSeer uint8 gray → path gain (dB); 0 maps to the −147 dB floor."""
-    return np.asarray(gray, dtype=np.float64) / 255.0 * (PG_MAX_DB - PG_FLOOR_DB) + PG_FLOOR_DB
-
 
 @dataclass(frozen=True)
 class UrbanModel:
     """Settings of the dominant-path stand-in (params section ``synthesize_radiomapseer``)."""
 
-    frequency_hz: float = 5.9e9
+    frequency_hz: float = RADIOMAPSEER_FREQUENCY_HZ
     los_exponent: float = 2.4
     nlos_exponent: float = 2.6
     nlos_step_db: float = 8.0
@@ -184,3 +171,24 @@ def synthesize(
             if progress is not None:
                 progress(m + 1, maps)
     return {"maps": maps, "tx_per_map": tx_per_map, "seed": seed, "size_px": size_px, "cars": cars}
+
+
+def run(params: dict, out, maps: int | None = None, tx_per_map: int | None = None, seed: int | None = None) -> dict:
+    """The ``synthesize_radiomapseer`` stage: the dataset of the params section (if any) into
+    ``out``; ``maps``, ``tx_per_map`` and ``seed`` override it."""
+    p = dict(params.get("synthesize_radiomapseer", {}))
+    p.update({k: v for k, v in {"maps": maps, "tx_per_map": tx_per_map, "seed": seed}.items() if v is not None})
+    missing = [k for k in ("maps", "tx_per_map") if k not in p]
+    if missing:
+        raise RadiodiffError(f"synthesize radiomapseer: give --{missing[0].replace('_', '-')} or --params")
+    model = UrbanModel(**{k: p[k] for k in UrbanModel.__dataclass_fields__ if k in p})
+    keys = ("seed", "size_px", "building_fraction", "cars", "cars_per_map")
+    summary = synthesize(
+        out,
+        p["maps"],
+        p["tx_per_map"],
+        model=model,
+        progress=progress_bar("synthesize radiomapseer"),
+        **{k: p[k] for k in keys if k in p},
+    )
+    return {"stage": "synthesize_radiomapseer", "out": str(out), **summary}

@@ -7,9 +7,10 @@ Swin; the scaled posterior means of the building and antenna VAEs concatenated w
 stem; target = latent of the radio VAE. The VAEs are frozen, so their posteriors are computed
 once up front (mean and std per item; every step draws a fresh posterior sample, as the
 original does). With augmentation the posteriors are computed for all 8 flips/rotations.
+Validation samples with the exported pipeline's own sampler (:class:`RadioDiffPipeline`).
 
 Outputs: ``model/`` (a :class:`RadioDiffPipeline` folder: EMA U-Net + VAEs + radiodiff.json),
-``metrics.json`` (validation split, sampled with the configured steps) and ``train_log.csv``.
+``metrics.json`` (validation split, sampled with ``diffusion.sampling_steps``) and ``train_log.csv``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from pathlib import Path
 
 import torch
 
-from radiodiff.core.errors import ParamsError
+from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import write_json
+from radiodiff.core.params import schema_defaults
+from radiodiff.data.items import map_splits
 from radiodiff.diffusion import const_sde
-from radiodiff.evaluate.metrics import zero_buildings
-from radiodiff.models.autoencoder import AutoencoderKL, count_parameters
+from radiodiff.metrics import loader_means, zero_buildings
+from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
-from radiodiff.models.pipelines import EXTRA_VAES, RadioDiffPipeline, icassp_extra_images
-from radiodiff.train.inputs import StackedItems, icassp_items, physics_exponent, radiomapseer_items
-from radiodiff.train.stage import map_metrics, run_report, run_stage
+from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, icassp_extra_images
+from radiodiff.train.runs import map_model_metrics, run_fields, run_training
 
 ENCODE_BATCH = 256
 
@@ -59,16 +61,27 @@ def _resolve_scale(value, mean, std, key: str) -> float:
 
 
 class LDMTask:
-    """The latent diffusion model as the engine sees it: one optimizer (the U-Net, Swin included)."""
+    """The latent diffusion model as the engine sees it: one optimizer (the U-Net, Swin included).
 
-    def __init__(self, unet: CondUNet, vae: AutoencoderKL, meta: dict, diffusion: dict, extra_vaes=None):
+    ``meta`` is what the exported folder records (``radiodiff.json``): dataset, condition, latent
+    scale factors and the diffusion settings (weighting, l1, skip, t_eps, sampling_steps).
+    """
+
+    def __init__(self, unet: CondUNet, vae: AutoencoderKL, meta: dict, extra_vaes=None):
         self.model = unet
         self.vae = vae.eval().requires_grad_(False)
         self.extra_vaes = extra_vaes or {}  # ICASSP: exported with the model, latents precomputed
         self.meta = meta
         self.scale = meta["scale_factor"]
-        self.weighting, self.l1, self.skip = diffusion["weighting"], diffusion["l1"], diffusion["skip"]
-        self.t_eps, self.eval_steps = diffusion["t_eps"], diffusion["sampling_steps"]
+
+    @classmethod
+    def from_pipeline(cls, pipe: RadioDiffPipeline, unet: CondUNet | None = None) -> LDMTask:
+        """The task of a trained model folder (e.g. to time its training steps), optionally with
+        another U-Net (a copy to train). Folders written before ``radiodiff.json`` recorded the
+        loss weighting and L1 term take the schema's defaults."""
+        defaults = schema_defaults("$defs/ldm_stage/properties/diffusion")
+        meta = {"weighting": defaults["weighting"], "l1": defaults["l1"], **pipe.meta}
+        return cls(unet if unet is not None else pipe.unet, pipe.vae, meta, dict(pipe.extra_vaes))
 
     def param_groups(self):
         return [("unet", list(self.model.parameters()), {})]
@@ -79,86 +92,76 @@ class LDMTask:
     def loss(self, batch, step: int, opt_index: int):
         mean, std = batch["latent_mean"], batch["latent_std"]
         z0 = self.scale * (mean + std * torch.randn_like(std))
-        t = const_sde.sample_time(z0.shape[0], self.t_eps, device=z0.device)
+        t = const_sde.sample_time(z0.shape[0], self.meta["t_eps"], device=z0.device)
         noise = torch.randn_like(z0)
         z_t = const_sde.forward_process(z0, t, noise)
         f_c, f_e = self.model(z_t, t, batch["condition"], batch.get("extra"))
-        c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e) if self.skip else (f_c, f_e)
-        return const_sde.diffusion_loss(c, e, z0, noise, t, self.weighting, self.l1)
-
-    @torch.no_grad()
-    def predict(self, model, batch, steps: int, generator=None) -> torch.Tensor:
-        """Maps on [0, 1] for a batch, known building pixels 0 (RadioMapSeer)."""
-        cond, extra = batch["condition"], batch.get("extra")
-
-        def denoise(z, t):
-            f_c, f_e = model(z, t, cond, extra)
-            return const_sde.skip_parameterization(z, t, f_c, f_e) if self.skip else (f_c, f_e)
-
-        side = cond.shape[-1] // self.vae.downsample_factor
-        shape = (cond.shape[0], model.config.latent_channels, side, side)
-        z0 = const_sde.sample(denoise, shape, steps, generator=generator, device=cond.device, eps=self.t_eps)
-        pred = ((self.vae.decode(z0 / self.scale) + 1) / 2).clamp(0, 1)
-        return zero_buildings(pred, batch["buildings"]) if "buildings" in batch else pred
-
-    @torch.no_grad()
-    def evaluate(self, model, loader) -> dict[str, float]:
-        return map_metrics(lambda batch: self.predict(model, batch, self.eval_steps), loader)
-
-    def export(self, model, out_dir: Path) -> None:
-        self.pipeline(model).save_pretrained(out_dir)
+        c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e) if self.meta["skip"] else (f_c, f_e)
+        return const_sde.diffusion_loss(c, e, z0, noise, t, self.meta["weighting"], self.meta["l1"])
 
     def pipeline(self, model) -> RadioDiffPipeline:
         return RadioDiffPipeline(model, self.vae, self.meta, self.extra_vaes)
 
+    @staticmethod
+    @torch.no_grad()
+    def predict(pipe: RadioDiffPipeline, batch, steps: int | None = None, generator=None) -> torch.Tensor:
+        """Maps on [0, 1] for a batch (the batch's precomputed condition latents), known building
+        pixels 0 (RadioMapSeer): the exported pipeline's sampler, as ``sample_*`` and ``predict``."""
+        pred = pipe(batch["condition"], steps, generator, extra=batch.get("extra"))
+        return zero_buildings(pred, batch["buildings"]) if "buildings" in batch else pred
 
-def _unet_config(m: dict, latent_channels: int, extra_channels: int, image_size: int) -> CondUNetConfig:
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in m.items()}
-    try:
-        return CondUNetConfig(
-            latent_channels=latent_channels,
-            extra_channels=extra_channels,
-            cond_channels=3,
-            image_size=image_size,
-            **fields,
-        )
-    except TypeError as e:
-        raise ParamsError(f"train_ldm model: {e}") from None
+    @torch.no_grad()
+    def evaluate(self, model, loader) -> dict[str, float]:
+        pipe = self.pipeline(model)
+        return loader_means(lambda batch: self.predict(pipe, batch), loader)
+
+    def export(self, model, out_dir: Path) -> None:
+        self.pipeline(model).save_pretrained(out_dir)
 
 
-def train_ldm(dataset: str, section: dict, inputs: dict, out_dir: Path, state_root: Path = Path("state")) -> dict:
-    """Train the LDM of ``dataset`` (radiomapseer | icassp) from its params ``section``
-    ({model, diffusion, train}) and write the stage's outputs into ``out_dir``."""
-    out_dir = Path(out_dir)
-    diff, tr = dict(section["diffusion"]), dict(section["train"])
-    augment = tr.pop("augment", False)
-    const_sde.step_sizes(diff["sampling_steps"], diff["t_eps"])  # validate early
+def _add_extra_latents(train_set, val_set, extra_vaes: dict) -> dict[str, float]:
+    """ICASSP: the building and antenna VAEs' scaled posterior means of every item (and variant),
+    and their scale factors (measured on the training set)."""
+    scales = {}
+    for ds in (train_set, val_set):
+        images = icassp_extra_images(ds.variant_tensor("condition"))
+        means = {k: encode_posteriors(extra_vaes[k], images[k])[0] for k in EXTRA_VAES}
+        if ds is train_set:
+            scales = {k: latent_scale(means[k]) for k in EXTRA_VAES}
+        ds.add_per_variant("extra", torch.cat([means[k] * scales[k] for k in EXTRA_VAES], dim=1))
+    return scales
+
+
+def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
+    """The ``train_ldm_{dataset}`` stage: RadioMapSeer (``root`` and ``vae``) or ICASSP (``crops``,
+    ``vae_radio``, ``vae_building``, ``vae_antenna``); writes ``model/``, ``metrics.json`` and
+    ``train_log.csv`` into ``out``."""
     stage = f"train_ldm_{dataset}"
-    meta: dict = {
-        "dataset": dataset,
-        "sampling_steps": diff["sampling_steps"],
-        "t_eps": diff["t_eps"],
-        "skip": diff["skip"],
-    }
-
     if dataset == "radiomapseer":
-        data, condition = inputs["data"], inputs["data"]["condition"]
-        exponent = physics_exponent(inputs["root"], data) if condition == "physics" else None
-        train_set = radiomapseer_items(inputs["root"], "train", data, condition, exponent or 2.0)
-        val_set = radiomapseer_items(inputs["root"], "val", data, condition, exponent or 2.0)
-        vae = AutoencoderKL.from_pretrained(inputs["vae"]).eval()
-        extra_vaes = {}
-        meta |= {"condition": condition, "physics_exponent": exponent, "image_size": data["image_size"]}
-        sources = [Path(inputs["root"]), Path(inputs["vae"])]
+        source, names, data = root, ("vae",), params["data"]["radiomapseer"]
     elif dataset == "icassp":
-        train_set = icassp_items(inputs["crops"], "train", augment=augment)
-        val_set = icassp_items(inputs["crops"], "val")
-        vae = AutoencoderKL.from_pretrained(inputs["vae_radio"]).eval()
-        extra_vaes = {k: AutoencoderKL.from_pretrained(inputs[f"vae_{k}"]).eval() for k in EXTRA_VAES}
-        meta |= {"condition": "arranged", "image_size": int(train_set.tensors["condition"].shape[-1])}
-        sources = [Path(inputs["crops"])] + [Path(inputs[f"vae_{k}"]) for k in ("radio", *EXTRA_VAES)]
+        source, names, data = crops, ("vae_radio", "vae_building", "vae_antenna"), None
     else:
-        raise ParamsError(f"train_ldm: unknown dataset {dataset!r}")
+        raise RadiodiffError(f"train ldm: no dataset {dataset!r} (radiomapseer or icassp)")
+    if not source:
+        raise RadiodiffError(f"train ldm {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
+    for name in names:
+        if not vaes.get(name):
+            raise RadiodiffError(f"train ldm {dataset}: give --{name.replace('_', '-')} (a trained VAE model folder)")
+    section = params[stage]
+    diff = section["diffusion"]
+    const_sde.step_sizes(diff["sampling_steps"], diff["t_eps"])  # validate early
+    splits = map_splits(dataset, source, data)
+    train_set, val_set, meta = splits.training_sets(section["data"]["augment"], f"{stage}.data.augment")
+    meta = {
+        "dataset": dataset,
+        **{k: diff[k] for k in ("sampling_steps", "t_eps", "skip", "weighting", "l1")},
+        **meta,
+    }
+    vae = AutoencoderKL.from_pretrained(vaes[names[0]]).eval()
+    extra_vaes = {}  # ICASSP: the condition VAEs, exported with the model
+    if dataset == "icassp":
+        extra_vaes = {k: AutoencoderKL.from_pretrained(vaes[f"vae_{k}"]).eval() for k in EXTRA_VAES}
 
     # Frozen VAEs: posteriors once, for every item (and every flip/rotation variant).
     mean, std = encode_posteriors(vae, train_set.variant_tensor("target"))
@@ -166,42 +169,28 @@ def train_ldm(dataset: str, section: dict, inputs: dict, out_dir: Path, state_ro
     train_set.add_per_variant("latent_mean", mean)
     train_set.add_per_variant("latent_std", std)
     if extra_vaes:
-        scales = {}
-        for ds in (train_set, val_set):
-            images = icassp_extra_images(ds.variant_tensor("condition"))
-            means = {k: encode_posteriors(extra_vaes[k], images[k])[0] for k in EXTRA_VAES}
-            if ds is train_set:
-                scales = {k: latent_scale(means[k]) for k in EXTRA_VAES}
-            ds.add_per_variant("extra", torch.cat([means[k] * scales[k] for k in EXTRA_VAES], dim=1))
-        meta["extra_scale_factors"] = scales
+        meta["extra_scale_factors"] = _add_extra_latents(train_set, val_set, extra_vaes)
 
-    latent_channels = int(mean.shape[1])
-    extra_channels = sum(int(v.config.embed_dim) for v in extra_vaes.values())
-    image_size = int(train_set.tensors["condition"].shape[-1])
-    cfg = _unet_config(section["model"], latent_channels, extra_channels, image_size)
-    torch.manual_seed(int(tr.get("seed", 0)))  # the U-Net's initial weights
+    cfg = CondUNetConfig.from_params(
+        section["model"],
+        latent_channels=int(mean.shape[1]),
+        extra_channels=sum(int(v.config.embed_dim) for v in extra_vaes.values()),
+        cond_channels=3,
+        image_size=int(train_set.tensors["condition"].shape[-1]),
+    )
+    torch.manual_seed(int(section["train"]["seed"]))  # the U-Net's initial weights
     unet = CondUNet(cfg)
-    task = LDMTask(unet, vae, meta, diff, extra_vaes)
-
-    key = {"params": section, "data": inputs.get("data")}
-    summary = run_stage(stage, task, train_set, val_set, tr, key, sources, out_dir, state_root)
+    task = LDMTask(unet, vae, meta, extra_vaes)
+    key = {"params": section, "data": data}
+    sources = [*splits.sources, *(Path(vaes[n]) for n in names)]
+    summary = run_training(stage, task, train_set, val_set, section, params["runtime"], key, sources, Path(out))
     metrics = {
-        **{k: summary["val"].get(k) for k in ("nmse", "rmse", "ssim", "psnr")},
-        "split": "val",
-        "scale": "[0, 1] maps, data range 1"
-        + (", building pixels 0" if dataset == "radiomapseer" else ", valid pixels"),
+        **map_model_metrics(summary, section, dataset, meta, unet, len(train_set)),
         "sampling_steps": diff["sampling_steps"],
         "latent_shape": list(mean.shape[1:]),
         "scale_factor": meta["scale_factor"],
-        "condition": meta["condition"],
-        "physics_exponent": meta.get("physics_exponent"),
-        "parameters": count_parameters(unet),
-        "parameters_without_swin": count_parameters(unet) - sum(p.numel() for p in swin_parameters(unet)),
-        "train_items": len(train_set),
-        **run_report(summary, section),
+        "parameters_without_swin": unet.num_parameters() - sum(p.numel() for p in swin_parameters(unet)),
+        **run_fields(summary, section),
     }
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
-
-
-__all__ = ["LDMTask", "StackedItems", "encode_posteriors", "latent_scale", "train_ldm"]
+    write_json(Path(out) / "metrics.json", metrics)
+    return {"stage": stage, **{k: metrics[k] for k in ("nmse", "rmse", "ssim", "psnr", "steps", "steps_per_s")}}

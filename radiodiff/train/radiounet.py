@@ -12,14 +12,12 @@ from pathlib import Path
 
 import torch
 
-from radiodiff.core.errors import ParamsError
+from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import write_json
-from radiodiff.evaluate.metrics import zero_buildings
-from radiodiff.models.autoencoder import count_parameters
-from radiodiff.models.pipelines import RadioUNetPipeline
-from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig
-from radiodiff.train.inputs import icassp_items, physics_exponent, radiomapseer_items
-from radiodiff.train.stage import map_metrics, run_report, run_stage
+from radiodiff.data.items import map_splits
+from radiodiff.metrics import loader_means, zero_buildings
+from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig, RadioUNetPipeline
+from radiodiff.train.runs import map_model_metrics, run_fields, run_training
 
 
 class RadioUNetTask:
@@ -43,58 +41,41 @@ class RadioUNetTask:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
+        pipe = RadioUNetPipeline(model, self.meta)
+
         def predict(batch):
-            pred = ((model(batch["condition"]) + 1) / 2).clamp(0, 1)
+            pred = pipe(batch["condition"])
             return zero_buildings(pred, batch["buildings"]) if "buildings" in batch else pred
 
-        return map_metrics(predict, loader)
+        return loader_means(predict, loader)
 
     def export(self, model, out_dir: Path) -> None:
         RadioUNetPipeline(model, self.meta).save_pretrained(out_dir)
 
 
-def train_radiounet(dataset: str, section: dict, inputs: dict, out_dir: Path, state_root: Path = Path("state")) -> dict:
-    """Train the RadioUNet baseline of ``dataset`` from its params ``section`` ({model, train})."""
-    out_dir = Path(out_dir)
-    tr = dict(section["train"])
-    augment = tr.pop("augment", False)
+def run(params: dict, dataset: str, out, root=None, crops=None) -> dict:
+    """The ``train_radiounet_{dataset}`` stage: RadioMapSeer (``root``) or ICASSP (``crops``);
+    writes ``model/``, ``metrics.json`` and ``train_log.csv`` into ``out``."""
     stage = f"train_radiounet_{dataset}"
-    meta: dict = {"dataset": dataset}
-    if dataset == "radiomapseer":
-        data, condition = inputs["data"], inputs["data"]["condition"]
-        exponent = physics_exponent(inputs["root"], data) if condition == "physics" else None
-        train_set = radiomapseer_items(inputs["root"], "train", data, condition, exponent or 2.0)
-        val_set = radiomapseer_items(inputs["root"], "val", data, condition, exponent or 2.0)
-        meta |= {"condition": condition, "physics_exponent": exponent, "image_size": data["image_size"]}
-        sources = [Path(inputs["root"])]
-    elif dataset == "icassp":
-        train_set = icassp_items(inputs["crops"], "train", augment=augment)
-        val_set = icassp_items(inputs["crops"], "val")
-        meta |= {"condition": "arranged", "image_size": int(train_set.tensors["condition"].shape[-1])}
-        sources = [Path(inputs["crops"])]
-    else:
-        raise ParamsError(f"train_radiounet: unknown dataset {dataset!r}")
-
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in section["model"].items()}
-    try:
-        cfg = RadioUNetConfig(in_channels=3, out_channels=1, image_size=meta["image_size"], **fields)
-    except TypeError as e:
-        raise ParamsError(f"{stage}.model: {e}") from None
-    torch.manual_seed(int(tr.get("seed", 0)))
+    if dataset not in ("radiomapseer", "icassp"):
+        raise RadiodiffError(f"train radiounet: no dataset {dataset!r} (radiomapseer or icassp)")
+    source = root if dataset == "radiomapseer" else crops
+    if not source:
+        raise RadiodiffError(f"train radiounet {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
+    section = params[stage]
+    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
+    splits = map_splits(dataset, source, data)
+    train_set, val_set, meta = splits.training_sets(section["data"]["augment"], f"{stage}.data.augment")
+    meta = {"dataset": dataset, **meta}
+    cfg = RadioUNetConfig.from_params(section["model"], in_channels=3, out_channels=1, image_size=meta["image_size"])
+    torch.manual_seed(int(section["train"]["seed"]))
     net = RadioUNet(cfg)
     task = RadioUNetTask(net, meta)
-    key = {"params": section, "data": inputs.get("data")}
-    summary = run_stage(stage, task, train_set, val_set, tr, key, sources, out_dir, state_root)
+    key = {"params": section, "data": data}
+    summary = run_training(stage, task, train_set, val_set, section, params["runtime"], key, splits.sources, Path(out))
     metrics = {
-        **{k: summary["val"].get(k) for k in ("nmse", "rmse", "ssim", "psnr")},
-        "split": "val",
-        "scale": "[0, 1] maps, data range 1"
-        + (", building pixels 0" if dataset == "radiomapseer" else ", valid pixels"),
-        "condition": meta["condition"],
-        "physics_exponent": meta.get("physics_exponent"),
-        "parameters": count_parameters(net),
-        "train_items": len(train_set),
-        **run_report(summary, section),
+        **map_model_metrics(summary, section, dataset, meta, net, len(train_set)),
+        **run_fields(summary, section),
     }
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    write_json(Path(out) / "metrics.json", metrics)
+    return {"stage": stage, **{k: metrics[k] for k in ("nmse", "rmse", "ssim", "psnr", "steps", "steps_per_s")}}

@@ -11,25 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import write_json
-from radiodiff.data.vae_inputs import VAE_CHANNELS, icassp_images, radiomapseer_images
-from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig, count_parameters
+from radiodiff.data.items import VAE_CHANNELS, icassp_images, radiomapseer_images
+from radiodiff.metrics import reconstruction_metrics
+from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.losses import VAEGANLoss
-from radiodiff.train.stage import run_report, run_stage
-
-
-def reconstruction_metrics(x: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image RMSE, PSNR and SSIM on [0, 1]-scaled maps (data range 1), all channels."""
-    x01 = ((x + 1) / 2).clamp(0, 1).float()
-    r01 = ((recon + 1) / 2).clamp(0, 1).float()
-    dims = tuple(range(1, x.ndim))
-    return {
-        "rmse": ((r01 - x01) ** 2).mean(dim=dims).sqrt(),
-        "psnr": peak_signal_noise_ratio(r01, x01, data_range=1.0, reduction="none", dim=dims),
-        "ssim": structural_similarity_index_measure(r01, x01, data_range=1.0, reduction="none"),
-    }
+from radiodiff.train.runs import run_fields, run_training
 
 
 class VAETask:
@@ -80,46 +69,49 @@ class VAETask:
         model.save_pretrained(out_dir)
 
 
-def train_vae(name: str, section: dict, inputs: dict, out_dir: Path, state_root: Path = Path("state")) -> dict:
-    """Train VAE ``name`` from its params ``section`` ({model, loss, train}) on ``inputs``
-    (radiomapseer: root, edges, data; ICASSP: crops) and write the stage's outputs."""
-    out_dir = Path(out_dir)
-    m, lo, tr = section["model"], dict(section["loss"]), dict(section["train"])
-    augment = tr.pop("augment", False)  # a data option, not an engine one
+def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict:
+    """The ``train_vae_{name}`` stage: train VAE ``name`` from its params section ({model, loss,
+    data, train}) on a RadioMapSeer ``root`` with its ``edges`` folder, or on the ICASSP ``crops``,
+    and write ``model/``, ``metrics.json`` and ``train_log.csv`` into ``out``."""
+    if name not in VAE_CHANNELS:
+        raise RadiodiffError(f"train vae: no VAE {name!r} ({', '.join(VAE_CHANNELS)})")
+    stage = f"train_vae_{name}"
+    section = params[stage]
+    out_dir = Path(out)
+    m, lo = section["model"], dict(section["loss"])
+    augment = section["data"]["augment"]
     if name == "radiomapseer":
-        train_set = radiomapseer_images(inputs["root"], inputs["edges"], "train", inputs["data"])
-        val_set = radiomapseer_images(inputs["root"], inputs["edges"], "val", inputs["data"])
-        sources = [Path(inputs["root"]), Path(inputs["edges"])]
+        if not (root and edges):
+            raise RadiodiffError("train vae radiomapseer: give --root and --edges")
+        if augment:
+            raise ParamsError(f"{stage}.data.augment: flip/rotation augmentation is for the ICASSP crops; set it false")
+        data = params["data"]["radiomapseer"]
+        train_set = radiomapseer_images(root, edges, "train", data)
+        val_set = radiomapseer_images(root, edges, "val", data)
+        sources = [Path(root), Path(edges)]
     else:
-        train_set = icassp_images(inputs["crops"], "train", name, augment=augment)
-        val_set = icassp_images(inputs["crops"], "val", name)
-        sources = [Path(inputs["crops"])]
+        if not crops:
+            raise RadiodiffError(f"train vae {name}: give --crops")
+        train_set = icassp_images(crops, "train", name, augment=augment)
+        val_set = icassp_images(crops, "val", name)
+        sources = [Path(crops)]
     channels = VAE_CHANNELS[name]
-    cfg = AutoencoderKLConfig(
-        in_channels=channels,
-        out_channels=channels,
-        resolution=train_set.images.shape[-1],
-        ch=m["ch"],
-        ch_mult=tuple(m["ch_mult"]),
-        num_res_blocks=m["num_res_blocks"],
-        z_channels=m["z_channels"],
-        embed_dim=m["embed_dim"],
-        attn_resolutions=tuple(m["attn_resolutions"]),
-        dropout=m["dropout"],
+    cfg = AutoencoderKLConfig.from_params(
+        m, in_channels=channels, out_channels=channels, resolution=train_set.images.shape[-1]
     )
     disc_lr = lo.pop("disc_lr")
     task = VAETask(cfg, lo, disc_lr=disc_lr, use_edges=lo.get("edge_weight", 0) > 0)
-    stage = f"train_vae_{name}"
-    summary = run_stage(stage, task, train_set, val_set, tr, {"params": section}, sources, out_dir, state_root)
-    down = 2 ** (len(cfg.ch_mult) - 1)
-    size = cfg.resolution
+    summary = run_training(
+        stage, task, train_set, val_set, section, params["runtime"], {"params": section}, sources, out_dir
+    )
+    down = cfg.downsample_factor
     metrics = {
         **{k: summary["val"][k] for k in ("rmse", "psnr", "ssim")},
         "split": "val",
         "scale": "[0, 1] maps, data range 1",
-        "latent_shape": [cfg.embed_dim, size // down, size // down],
-        "parameters": count_parameters(task.model),
-        **run_report(summary, section),
+        "latent_shape": [cfg.embed_dim, cfg.resolution // down, cfg.resolution // down],
+        "parameters": task.model.num_parameters(),
+        **run_fields(summary, section),
     }
     write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    return {"stage": stage, **{k: metrics[k] for k in ("rmse", "psnr", "ssim", "steps", "steps_per_s")}}

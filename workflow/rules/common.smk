@@ -1,18 +1,22 @@
-# Helpers shared by the rules. The params keys and library code of each stage come from
-# radiodiff.stages (the same table the CLI uses); tests/test_parity.py checks dvc.yaml
-# declares the same.
-from pathlib import Path
+# Helpers shared by the rules. The stages, their commands, params keys, data inputs and outputs
+# come from radiodiff.pipeline.stages (the table the CLI and dvc.yaml use too); each stage's
+# library files from radiodiff.pipeline.code_deps. tests/test_parity.py checks that Snakemake and
+# DVC parse the same DAG.
+from pathlib import PurePosixPath
 
-from radiodiff.stages import STAGES
+from radiodiff.pipeline.code_deps import code_deps
+from radiodiff.pipeline.stages import STAGES, resolve
 
-VAE_NAMES = ["radiomapseer", "building", "antenna", "radio"]
-DATASETS = ["radiomapseer", "icassp"]
-TRAINED_MODELS = [
-    *[("vae", name) for name in VAE_NAMES],
-    *[(kind, ds) for kind in ("ldm", "radiounet") for ds in DATASETS],
-]
-RADIOMAPSEER_ROOT = config["data"]["radiomapseer"]["root"]
-ICASSP_ROOT = config["data"]["icassp"]["root"]
+# Snakemake's view of some outputs: captions and categories of `snakemake --report`.
+REPORTED = {
+    "train_log.csv": ("train_log.rst", "Training"),
+    "summary.json": ("summary.rst", "Evaluation"),
+    "per_sample.csv": ("per_sample.rst", "Evaluation"),
+    "benchmark.json": ("benchmark.rst", "Benchmark"),
+    "eda": ("eda.rst", "EDA"),
+    "report": ("report.rst", "Report"),
+}
+FIGURES = {"eda": ["{name}.png"], "report": ["figures/{name}.png"]}
 
 
 def declared_params(stage):
@@ -23,24 +27,43 @@ def declared_params(stage):
     }
 
 
-def code(stage):
-    """The library files a stage runs (its radiodiff/ subpackages), as inputs."""
-    return sorted(
-        str(p)
-        for pkg in STAGES[stage].code
-        for p in Path("radiodiff", pkg).rglob("*.py")
-    )
+def stage_inputs(stage):
+    """Data inputs (dataset roots resolved from the config) and the library files the stage runs."""
+    s = STAGES[stage]
+    return [resolve(d, config) for d in s.deps] + code_deps(s.handler)
+
+
+def _output(path):
+    p = PurePosixPath(path)
+    out = directory(path) if "." not in p.name else path
+    if p.name not in REPORTED:
+        return out
+    caption, category = REPORTED[p.name]
+    extra = {"patterns": FIGURES[p.name]} if p.name in FIGURES else {}
+    if category in (
+        "Training",
+        "Evaluation",
+    ):  # e.g. results/vae/radio/train_log.csv: vae/radio
+        extra["subcategory"] = str(PurePosixPath(*p.parts[1:-1])).removeprefix(
+            "evaluate/"
+        )
+    return report(out, caption=f"../report/{caption}", category=category, **extra)
+
+
+def stage_outputs(stage):
+    return [_output(o.path) for o in STAGES[stage].outs]
+
+
+def stage_shell(stage):
+    """The stage's command (both engines run the same one), its output to the log."""
+    return resolve(STAGES[stage].command, config) + " > {log} 2>&1"
 
 
 def all_targets():
+    """Every stage's outputs but the synthetic datasets' (built only when a stage needs them)."""
     return [
-        "data/validation/radiomapseer.json",
-        "data/validation/icassp.json",
-        "data/radiomapseer/edges",
-        "data/icassp/crops",
-        "results/eda",
-        *[f"results/vae/{name}/metrics.json" for name in VAE_NAMES],
-        *[f"results/evaluate/{ds}/summary.json" for ds in ("radiomapseer", "icassp")],
-        "results/benchmark.json",
-        "results/report",
+        o.path
+        for s in STAGES.values()
+        if not s.name.startswith("synthesize_")
+        for o in s.outs
     ]

@@ -18,7 +18,8 @@ Per image, over the n scored pixels, with p the prediction and g the ground trut
   neighbours (zeroed buildings, padding): the mask restricts where SSIM is averaged, not what
   it is computed from.
 - ``rmse_db`` = rmse × ``db_per_unit``, only when ``db_per_unit`` is given: 99.16 dB per unit
-  for RadioMapSeer gray, 147 dB per unit for ICASSP's (160 − PL) / 147.
+  for RadioMapSeer gray, 147 dB per unit for ICASSP's (160 − PL) / 147
+  (:mod:`radiodiff.core.encodings`).
 
 Edge cases give a value, never an error: Σ g² = 0 → nmse nan (NMSE is undefined against an
 all-zero target, even for a perfect prediction); an empty mask → every metric nan;
@@ -43,23 +44,6 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from radiodiff.core.io import atomic_file
-
-__all__ = [
-    "ICASSP_DB_PER_UNIT",
-    "METRIC_NAMES",
-    "RADIOMAPSEER_DB_PER_UNIT",
-    "MetricAccumulator",
-    "building_pixels",
-    "error_sums",
-    "masked_ssim",
-    "per_image_metrics",
-    "whole_set_rmse",
-    "zero_buildings",
-]
-
-# dB spanned by one unit of the [0, 1] scale (REFERENCE §1: (PG + 147) / 99.16; SPEC: (160 − PL) / 147).
-RADIOMAPSEER_DB_PER_UNIT = 99.16
-ICASSP_DB_PER_UNIT = 147.0
 
 # SSIM as RadioDiff evaluates it (REFERENCE §4). torchmetrics derives the Gaussian window from
 # sigma: int(3.5·1.5 + 0.5)·2 + 1 = 11 taps, padded by 5 on each side.
@@ -384,3 +368,41 @@ class MetricAccumulator:
             writer.writeheader()
             writer.writerows(self._rows)
         return path
+
+
+# --------------------------------------------------------------------------------------------
+# Validation during training
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def loader_means(predict, loader) -> dict[str, float]:
+    """Mean NMSE, RMSE, SSIM and PSNR over a loader of maps (``target`` in [−1, 1]; ``valid``
+    masks ICASSP's padding); ``predict(batch)`` returns maps on [0, 1]. Undefined values (e.g.
+    the NMSE of an all-zero map) are left out of the means. The map models' validation."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for batch in loader:
+        pred = predict(batch).float()
+        target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
+        m = per_image_metrics(pred, target, batch.get("valid"))
+        for k in ("nmse", "rmse", "ssim", "psnr"):
+            ok = torch.isfinite(m[k])
+            sums[k] = sums.get(k, 0.0) + float(m[k][ok].sum())
+            counts[k] = counts.get(k, 0) + int(ok.sum())
+    return {k: v / max(counts[k], 1) for k, v in sums.items()}
+
+
+def reconstruction_metrics(x: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image RMSE, PSNR and SSIM of a VAE's reconstruction on [0, 1]-scaled maps (data range 1,
+    all channels, float32 and torchmetrics' own reductions): the VAEs' validation."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    x01 = ((x + 1) / 2).clamp(0, 1).float()
+    r01 = ((recon + 1) / 2).clamp(0, 1).float()
+    dims = tuple(range(1, x.ndim))
+    return {
+        "rmse": ((r01 - x01) ** 2).mean(dim=dims).sqrt(),
+        "psnr": peak_signal_noise_ratio(r01, x01, data_range=1.0, reduction="none", dim=dims),
+        "ssim": structural_similarity_index_measure(r01, x01, data_range=1.0, reduction="none"),
+    }

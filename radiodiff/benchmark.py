@@ -1,7 +1,8 @@
 """The benchmark stage: speed and memory of every trained model on the current device.
 
-Per model folder: a few timed training steps (forward, backward, AdamW step on a copy of the
-model, batches of the model's own shapes; the first ``warmup`` steps are not timed), giving
+Per model folder: a few timed training steps (the training task's own loss, backward, AdamW
+step on a copy of the model, random batches of the model's own shapes; the first ``warmup``
+steps are not timed), giving
 steps/s, ms/step and peak memory; and sampling ms per map at the configured batch size
 (RadioDiff at each of ``radiodiff_steps`` sampler steps; RadioUNet one forward pass). The
 physics baselines are timed too. Nothing is trained to convergence and no output is reused.
@@ -21,11 +22,12 @@ import numpy as np
 import torch
 
 from radiodiff.core.io import write_json
-from radiodiff.diffusion import const_sde
-from radiodiff.evaluate.baselines import icassp_physics_unit, radiomapseer_physics
 from radiodiff.evaluate.sampling import default_device
-from radiodiff.models.autoencoder import count_parameters
-from radiodiff.models.pipelines import RadioDiffPipeline, load_pipeline
+from radiodiff.models.pipelines import load_pipeline
+from radiodiff.models.radiodiff import RadioDiffPipeline
+from radiodiff.physics.baselines import icassp_physics_unit, radiomapseer_physics
+from radiodiff.train.ldm import LDMTask
+from radiodiff.train.radiounet import RadioUNetTask
 
 
 def _sync(device) -> None:
@@ -44,33 +46,33 @@ def _condition(pipe, batch: int, device, generator) -> torch.Tensor:
     return (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(device)
 
 
-def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
-    g = torch.Generator().manual_seed(0)
+def _task_and_batch(pipe, batch: int, device, generator):
+    """The model's training task on a copy of its network, and a random batch of its shapes."""
+    cond = _condition(pipe, batch, device, generator)
+    size = cond.shape[-1]
     if isinstance(pipe, RadioDiffPipeline):
-        net = copy.deepcopy(pipe.unet).to(device).train()
-        cfg = net.config
-        side = int(pipe.meta["image_size"]) // pipe.vae.downsample_factor
-        z0 = torch.randn(batch, cfg.latent_channels, side, side, generator=g).to(device)
-        extra = (
-            torch.randn(batch, cfg.extra_channels, side, side, generator=g).to(device) if cfg.extra_channels else None
-        )
-        cond = _condition(pipe, batch, device, g)
-
-        def loss_fn():
-            t = const_sde.sample_time(batch, device=device)
-            noise = torch.randn_like(z0)
-            z_t = const_sde.forward_process(z0, t, noise)
-            f_c, f_e = net(z_t, t, cond, extra)
-            c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e)
-            return const_sde.diffusion_loss(c, e, z0, noise, t)[0]
+        task = LDMTask.from_pipeline(pipe, unet=copy.deepcopy(pipe.unet).to(device))
+        cfg = task.model.config
+        side = size // pipe.vae.downsample_factor
+        latent = (batch, cfg.latent_channels, side, side)
+        data = {
+            "condition": cond,
+            "latent_mean": torch.randn(latent, generator=generator).to(device),
+            "latent_std": torch.full(latent, 0.1, device=device),
+        }
+        if cfg.extra_channels:
+            data["extra"] = torch.randn(batch, cfg.extra_channels, side, side, generator=generator).to(device)
     else:
-        net = copy.deepcopy(pipe.net).to(device).train()
-        cond = _condition(pipe, batch, device, g)
-        target = torch.rand(batch, 1, cond.shape[-2], cond.shape[-1], generator=g).to(device)
+        task = RadioUNetTask(copy.deepcopy(pipe.net).to(device), pipe.meta)
+        data = {"condition": cond, "target": torch.rand(batch, 1, size, size, generator=generator).to(device) * 2 - 1}
+    task.model.train()
+    return task, data
 
-        def loss_fn():
-            return ((net(cond) - target) ** 2).mean()
 
+def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
+    """Timed training steps of the model's own task (its loss, backward, an AdamW step)."""
+    task, data = _task_and_batch(pipe, batch, device, torch.Generator().manual_seed(0))
+    net = task.model
     opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -79,7 +81,7 @@ def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
         _sync(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss_fn().backward()
+        task.loss(data, i, 0)[0].backward()
         opt.step()
         _sync(device)
         if i >= warmup:
@@ -91,7 +93,7 @@ def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
         "ms_per_step": 1000 * mean,
         "steps_per_s": 1 / mean,
         "peak_memory_mb": _peak_mb(device),
-        "parameters": count_parameters(net),
+        "parameters": net.num_parameters(),
     }
 
 
@@ -123,7 +125,8 @@ def time_physics(dataset: str, size: int, maps: int = 16) -> float:
     return 1000 * (time.perf_counter() - t0) / maps
 
 
-def run_benchmark(model_dirs: list, out, params: dict) -> dict:
+def run(params: dict, models: list, out) -> dict:
+    """The ``benchmark`` stage: time every trained model folder of ``models`` into ``out`` (JSON)."""
     b = params["benchmark"]
     device = default_device()
     result: dict = {
@@ -135,7 +138,7 @@ def run_benchmark(model_dirs: list, out, params: dict) -> dict:
         "models": {},
         "physics": {},
     }
-    for model_dir in model_dirs:
+    for model_dir in models:
         pipe = load_pipeline(model_dir).to(device).eval()
         kind = "radiodiff" if isinstance(pipe, RadioDiffPipeline) else "radiounet"
         key = f"{kind}/{pipe.meta['dataset']}"
@@ -153,4 +156,4 @@ def run_benchmark(model_dirs: list, out, params: dict) -> dict:
             pipe.meta["dataset"], time_physics(pipe.meta["dataset"], int(pipe.meta["image_size"]))
         )
     write_json(Path(out), result)
-    return result
+    return {"stage": "benchmark", "out": str(out), "models": list(result["models"])}

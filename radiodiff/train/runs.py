@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from radiodiff.core.io import atomic_file
-from radiodiff.train.engine import TrainConfig, state_key, train
+from radiodiff.train.checkpoint import state_key
+from radiodiff.train.config import TrainConfig
+from radiodiff.train.engine import train
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -26,31 +25,31 @@ def fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def run_stage(
+def run_training(
     stage: str,
     task,
     train_set,
     val_set,
-    train_cfg: dict,
+    section: dict,
+    runtime: dict,
     key: dict,
     sources: list[Path],
     out_dir: Path,
-    state_root: Path,
 ) -> dict:
-    """Train ``task`` with the engine; returns the engine's summary.
+    """Train ``task`` with the engine (``section["train"]`` + ``runtime``); returns the engine's summary.
 
-    The state folder ``state_root/stage/<key>`` is keyed by ``key`` (the stage's params) and
+    The state folder ``runtime["state_dir"]/stage/<key>`` is keyed by ``key`` (the stage's params) and
     the inputs' fingerprint: a re-run resumes the same run, an edit starts fresh. The log lives
     with the state (engines delete stage outputs before a re-run) and is copied to
     ``out_dir/train_log.csv`` at the end; the model goes to ``out_dir/model``.
     """
     out_dir = Path(out_dir)
-    state_dir = Path(state_root) / stage / state_key({"stage": stage, **key, "inputs": fingerprint(sources)})
+    state_dir = Path(runtime["state_dir"]) / stage / state_key({"stage": stage, **key, "inputs": fingerprint(sources)})
     summary = train(
         task,
         train_set,
         val_set,
-        TrainConfig(**train_cfg),
+        TrainConfig.from_params(section["train"], runtime),
         state_dir=state_dir,
         model_dir=out_dir / "model",
         log_csv=state_dir / "train_log.csv",
@@ -64,7 +63,7 @@ def run_stage(
     return summary
 
 
-def run_report(summary: dict, section: dict) -> dict:
+def run_fields(summary: dict, section: dict) -> dict:
     """The run's fields of a stage's ``metrics.json``."""
     return {
         "steps": summary["steps"],
@@ -78,22 +77,15 @@ def run_report(summary: dict, section: dict) -> dict:
     }
 
 
-@torch.no_grad()
-def map_metrics(predict: Callable[[dict], torch.Tensor], loader) -> dict[str, float]:
-    """Mean NMSE, RMSE, SSIM and PSNR over a loader of maps (``target`` in [−1, 1]; ``valid``
-    masks ICASSP's padding); ``predict(batch)`` returns maps on [0, 1]. Undefined values (e.g.
-    the NMSE of an all-zero map) are left out of the means."""
-    # Imported here: the VAE stages use this module but not radiodiff.evaluate (not a code dep of theirs).
-    from radiodiff.evaluate.metrics import per_image_metrics
-
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for batch in loader:
-        pred = predict(batch).float()
-        target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
-        m = per_image_metrics(pred, target, batch.get("valid"))
-        for k in ("nmse", "rmse", "ssim", "psnr"):
-            ok = torch.isfinite(m[k])
-            sums[k] = sums.get(k, 0.0) + float(m[k][ok].sum())
-            counts[k] = counts.get(k, 0) + int(ok.sum())
-    return {k: v / max(counts[k], 1) for k, v in sums.items()}
+def map_model_metrics(summary: dict, section: dict, dataset: str, meta: dict, model, train_items: int) -> dict:
+    """``metrics.json`` of a map model (the LDM and RadioUNet): validation scores and the run."""
+    return {
+        **{k: summary["val"].get(k) for k in ("nmse", "rmse", "ssim", "psnr")},
+        "split": "val",
+        "scale": "[0, 1] maps, data range 1"
+        + (", building pixels 0" if dataset == "radiomapseer" else ", valid pixels"),
+        "condition": meta["condition"],
+        "physics_exponent": meta.get("physics_exponent"),
+        "parameters": model.num_parameters(),
+        "train_items": train_items,
+    }

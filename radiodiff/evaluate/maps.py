@@ -1,0 +1,40 @@
+"""Predicted maps on disk: ``results/samples/{dataset}/{method}/{name}.png`` in the dataset's own
+encoding (RadioMapSeer gray gain, buildings 0; ICASSP path loss in dB, padded pixels 0), written
+by the sample stages and :mod:`~radiodiff.evaluate.predict`, read back by the evaluate stages and
+the report. No model code: scoring and the report depend on the files, not on the networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from radiodiff.core.encodings import gray_to_unit, pl_png_to_unit, unit_to_gray, unit_to_pl_png
+from radiodiff.core.errors import DataError
+from radiodiff.core.io import read_png, write_png
+
+METHODS = ("radiodiff", "radiounet", "physics")
+
+
+def write_maps(folder: Path, names: list[str], pred: torch.Tensor, dataset: str, valid=None) -> None:
+    """Predictions on [0, 1] (N, 1, S, S) as PNGs in the dataset's encoding."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        p = pred[i, 0]
+        if dataset == "radiomapseer":
+            img = unit_to_gray(p)
+        else:
+            img = unit_to_pl_png(p, None if valid is None else valid[i, 0].numpy())
+        write_png(folder / f"{name}.png", img)
+
+
+def read_maps(folder: Path, names: list[str], dataset: str) -> torch.Tensor:
+    """Predictions written by :func:`write_maps`, back on [0, 1] (N, 1, S, S)."""
+    out = []
+    for name in names:
+        path = folder / f"{name}.png"
+        if not path.is_file():
+            raise DataError(f"{path}: prediction missing (re-run the sample stage)")
+        img = read_png(path, "L")
+        out.append(torch.from_numpy(gray_to_unit(img) if dataset == "radiomapseer" else pl_png_to_unit(img)))
+    return torch.stack(out)[:, None]

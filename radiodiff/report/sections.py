@@ -1,0 +1,326 @@
+"""The report's sections: results per dataset (metrics tables, sample grids, distributions,
+ICASSP breakdowns), training curves per model, the EDA figures, the benchmark and provenance.
+Each reads finished outputs only and writes into a :class:`~radiodiff.report.document.Doc`."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+
+from radiodiff.core.encodings import PG_FLOOR_DB, PG_MAX_DB, PL_MAX_DB, PL_MIN_DB, unit_to_gain_db, unit_to_pl_db
+from radiodiff.core.errors import DataError
+from radiodiff.core.io import read_json, read_png
+from radiodiff.data.icassp import ICASSPCropDataset
+from radiodiff.data.items import radiomapseer_dataset
+from radiodiff.eda.common import evenly_spaced
+from radiodiff.evaluate.maps import read_maps
+from radiodiff.metrics import zero_buildings
+from radiodiff.pipeline.stages import STAGES
+from radiodiff.report import figures as F
+from radiodiff.report.document import Doc, fmt
+from radiodiff.report.texts import DATASETS, MODELS, PUBLISHED_ICASSP, PUBLISHED_RADIOMAPSEER
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV; a missing, empty or corrupt file raises :class:`DataError` naming it."""
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({e})") from None
+
+
+PACKAGES = (
+    "radiodiff",
+    "torch",
+    "torchvision",
+    "accelerate",
+    "timm",
+    "lpips",
+    "torchmetrics",
+    "numpy",
+    "opencv-python-headless",
+    "matplotlib",
+    "pandas",
+    "snakemake",
+    "dvc",
+)
+METRIC_COLUMNS = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db", "rmse_whole_set", "n_images", "ms_per_map")
+HIGHER_IS_BETTER = {"ssim", "psnr"}
+
+
+def _metrics_rows(summary: dict, scope: str | None = None) -> tuple[list[dict], dict]:
+    rows = []
+    for method in F.METHOD_COLORS:
+        if method not in summary:
+            continue
+        s = summary[method] if scope is None else summary[method].get(scope, {})
+        row = {"method": F.METHOD_LABELS[method]}
+        row.update({k: s.get(k) for k in METRIC_COLUMNS if k in s})
+        if scope is not None and "ms_per_map" in summary[method]:
+            row["ms_per_map"] = summary[method]["ms_per_map"]
+        rows.append(row)
+    best = {}
+    for col in METRIC_COLUMNS:
+        if col in ("n_images", "ms_per_map"):
+            continue
+        vals = [(i, r[col]) for i, r in enumerate(rows) if isinstance(r.get(col), int | float)]
+        if vals:
+            pick = max if col in HIGHER_IS_BETTER else min
+            best[col] = pick(vals, key=lambda iv: iv[1])[0]
+    return rows, best
+
+
+def training_section(doc: Doc, results: Path) -> list[dict]:
+    doc.heading("Training", 2, "training")
+    overview = []
+    runs = []
+    for kind, name, title in MODELS:
+        base = results / kind / name
+        metrics = read_json(base / "metrics.json")
+        log = read_csv(base / "train_log.csv")
+        if "step" not in log.columns:
+            raise DataError(f"{base / 'train_log.csv'}: no 'step' column")
+        runs.append((kind, name, title, metrics, log))
+        row = {"model": title, "steps": metrics.get("steps"), "parameters": metrics.get("parameters")}
+        for k in ("seconds", "steps_per_s", "peak_memory_mb", "skipped_nonfinite", "device"):
+            row[k] = metrics.get(k)
+        row["resumed from"] = metrics.get("resumed_from")
+        row["validation"] = ", ".join(
+            f"{k} {fmt(v)}" for k, v in metrics.items() if k in ("nmse", "rmse", "ssim", "psnr", "rmse_db")
+        )
+        overview.append(row)
+    doc.para(
+        "Every model trains on the shared engine (Accelerate, AdamW with RadioDiff's power LR decay, EMA, "
+        "NaN/Inf guard). Validation metrics are the EMA model's on the validation split, from each `metrics.json`."
+    )
+    doc.table(overview)
+    for kind, name, title, metrics, log in runs:
+        doc.heading(title, 3, f"train-{kind}-{name}")
+        disc_start = None
+        if kind == "vae":
+            disc_start = int(metrics.get("params", {}).get("loss", {}).get("disc_start", 0)) or None
+        _, constant = F.loss_terms(log)
+        with rc_context(doc.style.rc()):
+            doc.figure(
+                F.training_terms_figure(log, title, doc.style, disc_start),
+                f"train_{kind}_{name}_terms",
+                f"{title}: every varying loss term and validation metric on its own axis"
+                + (f" (smoothed over {doc.style.smooth} log rows; raw values faint)" if doc.style.smooth > 1 else "")
+                + (f". Constant over the run: {', '.join(constant)}." if constant else "."),
+            )
+            doc.figure(
+                F.training_overview_figure(log, title, doc.style, disc_start),
+                f"train_{kind}_{name}_overview",
+                f"{title}: terms min-max normalized on one axis, learning rate, gradient norm, "
+                "skipped non-finite steps.",
+            )
+        if disc_start is not None:
+            doc.para(
+                f"Loss phases: steps below `disc_start` = {disc_start} train the autoencoder alone "
+                "(reconstruction + KL); from there the patch discriminator's adversarial term joins (VAE-GAN)."
+            )
+            doc.table(F.phase_table(log, disc_start))
+    return overview
+
+
+def _rms_grid_rows(root: Path, data: dict, samples: Path, names: list[str]) -> list[dict]:
+    maps = sorted({int(n.split("_")[0]) for n in names})
+    ds = radiomapseer_dataset(root, "test", data, maps=maps)
+    index = {f"{s.map_id}_{s.tx}": i for i, s in enumerate(ds.samples)}
+
+    def db(u):
+        return unit_to_gain_db(u, data["gain_threshold"])
+
+    rows = []
+    for name in names:
+        if name not in index:
+            raise DataError(f"{root}: test sample {name} from the evaluation is not in this dataset")
+        item = ds[index[name]]
+        row = {"name": name, "condition": item["buildings"][0].numpy(), "tx": tuple(item["tx"])}
+        row["truth"] = db(((item["target"][0] + 1) / 2).clamp(0, 1).numpy())
+        for method in ("radiodiff", "radiounet"):
+            pred = zero_buildings(read_maps(samples / method, [name], "radiomapseer"), item["buildings"][None])
+            row[method] = db(pred[0, 0].numpy())
+        rows.append(row)
+    return rows
+
+
+def _icassp_grid_rows(crops: Path, samples: Path, names: list[str]) -> list[dict]:
+    ds = ICASSPCropDataset(crops, "test")
+    index = {r["name"]: i for i, r in enumerate(ds.rows)}
+    rows = []
+    for name in names:
+        if name not in index:
+            raise DataError(f"{crops}: test crop {name} from the evaluation is not in this folder")
+        item = ds[index[name]]
+        valid = item["valid"][0].numpy()
+        unit = ((item["target"][0] + 1) / 2).numpy()
+        row = {
+            "name": name,
+            "condition": ((item["input"].numpy().transpose(1, 2, 0) + 1) / 2).clip(0, 1),
+            "tx": tuple(int(v) for v in item["tx"]),
+            "truth": np.where(valid, unit_to_pl_db(unit), np.nan),
+        }
+        for method in ("radiodiff", "radiounet"):
+            pl = read_png(samples / method / f"{name}.png", "L").astype(np.float64)
+            row[method] = np.where(valid, pl, np.nan)
+        rows.append(row)
+    return rows
+
+
+def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dict | None) -> dict:
+    title = DATASETS[dataset]
+    ev = results / "evaluate" / dataset
+    summary = read_json(ev / "summary.json")
+    per_sample = read_csv(ev / "per_sample.csv")
+    samples = results / "samples" / dataset
+    sampling = read_json(samples / "sampling.json")
+    protocol = summary.get("protocol", {})
+    doc.heading(f"{title}: results", 2, f"results-{dataset}")
+    steps = sampling.get("methods", {}).get("radiodiff", {}).get("steps", "?")
+    sentences = [
+        f"Test split: {fmt(protocol.get('maps'))} maps at {protocol.get('resolution', '?')}",
+        f"scale: {protocol.get('scale', '?')}",
+        protocol.get("scope", ""),
+        protocol.get("buildings", ""),
+        f"RadioDiff samples with {steps} steps",
+    ]
+    doc.para(" ".join(f"{t[0].upper()}{t[1:]}." for t in sentences if t))
+    rows, best = _metrics_rows(summary)
+    doc.table(rows, css="metrics", best=best, html_id=f"metrics-{dataset}")
+    second = "outdoor" if dataset == "radiomapseer" else "open"
+    rows2, best2 = _metrics_rows(summary, second)
+    if any(len(r) > 2 for r in rows2):
+        doc.para(
+            f"Scope `{second}`: "
+            + ("pixels not fully covered by a building." if second == "outdoor" else "valid pixels off the walls.")
+        )
+        doc.table(rows2, css="metrics", best=best2)
+    if dataset == "radiomapseer":
+        doc.para("Published numbers for context (256×256 real DPM maps; protocols differ between papers):")
+        doc.table(list(PUBLISHED_RADIOMAPSEER), columns=("method", "nmse", "rmse", "ssim", "psnr"))
+    else:
+        doc.para(PUBLISHED_ICASSP)
+
+    scope = "all" if dataset == "radiomapseer" else "valid"
+    names = sorted(per_sample.loc[(per_sample["method"] == "radiodiff") & (per_sample["scope"] == scope), "name"])
+    chosen = evenly_spaced(names, doc.style.grid_samples)
+    if dataset == "radiomapseer":
+        grid = _rms_grid_rows(root, data, samples, chosen)
+        unit, vmin, vmax = "path gain (dB)", PG_FLOOR_DB, PG_MAX_DB
+        metrics = ["nmse", "rmse", "ssim", "psnr"]
+    else:
+        grid = _icassp_grid_rows(root, samples, chosen)
+        unit, vmin, vmax = "path loss (dB)", PL_MIN_DB, PL_MAX_DB
+        metrics = ["rmse_db", "nmse", "ssim", "psnr"]
+    with rc_context(doc.style.rc()):
+        doc.figure(
+            F.sample_grid_figure(grid, unit, doc.style, vmin, vmax),
+            f"samples_{dataset}",
+            f"{title}: {len(grid)} test samples evenly spaced over the split. Condition (the Tx is the red star), "
+            "ground truth, RadioDiff, RadioUNet, and RadioDiff's absolute error, all in dB"
+            + (" (padded pixels blank)." if dataset == "icassp" else "."),
+        )
+        metrics = [m for m in metrics if m in per_sample.columns]
+        doc.figure(
+            F.distribution_figure(per_sample, scope, metrics, doc.style, title),
+            f"per_sample_{dataset}",
+            f"{title}: per-sample metric distributions on the test split (`per_sample.csv`).",
+        )
+        if dataset == "icassp":
+            for key, label in (("per_building", "building"), ("per_band", "band")):
+                doc.heading(f"ICASSP per {label}", 3, f"icassp-{label}")
+                table = []
+                for method in F.METHOD_COLORS:
+                    for group, s in sorted(
+                        summary.get(method, {}).get(key, {}).items(), key=lambda kv: F._natural(kv[0])
+                    ):
+                        table.append({label: group, "method": F.METHOD_LABELS[method], **s})
+                doc.table(table, columns=(label, "method", "rmse_db", "nmse", "rmse", "ssim", "psnr", "n_images"))
+                doc.figure(
+                    F.breakdown_figure(summary, key, "rmse_db", doc.style, f"RMSE (dB) per {label}"),
+                    f"icassp_{key}",
+                    f"ICASSP test RMSE in dB per {label} and method (the challenge metric).",
+                )
+    return summary
+
+
+def eda_section(doc: Doc, eda_dir: Path) -> None:
+    eda = read_json(eda_dir / "eda.json")
+    doc.heading("Exploratory data analysis", 2, "eda")
+    rms, ica = eda.get("radiomapseer", {}), eda.get("icassp", {})
+    doc.para(
+        f"RadioMapSeer: {fmt(rms.get('maps'))} maps, {fmt(rms.get('samples'))} (map, Tx) samples. "
+        f"ICASSP: {fmt(ica.get('buildings'))} buildings, {fmt(ica.get('samples'))} samples. "
+        "Figures from `results/eda/`."
+    )
+    for name in eda.get("figures", []):
+        src = eda_dir / name
+        if not src.is_file():
+            raise DataError(f"{src}: listed in eda.json but missing (re-run the eda stage)")
+        stem = Path(name).stem
+        doc.image_file(src, f"eda_{stem}", stem.replace("_", " "))
+
+
+def benchmark_section(doc: Doc, bench: dict) -> None:
+    doc.heading("Benchmark", 2, "benchmark")
+    doc.para(
+        f"Device: {bench.get('device', '?')}. Timed training steps (random inputs of the model's shapes) and "
+        "sampling per map; peak memory is the device's peak (CUDA) or the process RSS (CPU), a bound."
+    )
+    rows = []
+    for model, b in bench.get("models", {}).items():
+        train = b.get("train", {})
+        row = {"model": model}
+        row.update({k: train.get(k) for k in ("steps_per_s", "ms_per_step", "peak_memory_mb", "parameters")})
+        sample = b.get("sample_ms_per_map")
+        if isinstance(sample, dict):
+            row.update({f"sample ms/map, N={k}": v for k, v in sample.items()})
+        else:
+            row["sample ms/map"] = sample
+        rows.append(row)
+    for dataset, b in (bench.get("physics") or {}).items():
+        ms = b.get("sample_ms_per_map") if isinstance(b, dict) else b
+        rows.append({"model": f"physics/{dataset}", "sample ms/map": ms})
+    doc.table(rows)
+
+
+def provenance_rows(params: dict, validation: dict) -> list[dict]:
+    rows = []
+    for dataset, title in DATASETS.items():
+        root = params["data"][dataset]["root"]
+        synthetic = Path(root) == Path(STAGES[f"synthesize_{dataset}"].outs[0].path)
+        synth = params.get(f"synthesize_{dataset}", {})
+        report = validation.get(dataset, {})
+        rows.append(
+            {
+                "dataset": title,
+                "source": "synthetic (radiodiff synthesize)" if synthetic else "user-supplied folder (real data)",
+                "folder": root,
+                "seed": synth.get("seed") if synthetic else "–",
+                "validated": report.get("ok"),
+                "counts": ", ".join(f"{k} {v}" for k, v in report.get("counts", {}).items()),
+                "split seed": params["data"][dataset].get("split", {}).get("seed"),
+            }
+        )
+    return rows
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    dot = shutil.which("dot")
+    out["graphviz (dot)"] = "installed" if dot else "not installed"
+    return out

@@ -1,0 +1,99 @@
+"""The report's fixed texts, as data: what it calls each model and dataset, the published
+numbers it shows for context, and where radiodiff departs from the paper and the original code."""
+
+from __future__ import annotations
+
+MODELS = (
+    ("vae", "radiomapseer", "RadioMapSeer radio VAE"),
+    ("vae", "building", "ICASSP building VAE"),
+    ("vae", "antenna", "ICASSP antenna VAE"),
+    ("vae", "radio", "ICASSP radio VAE"),
+    ("ldm", "radiomapseer", "RadioDiff LDM, RadioMapSeer"),
+    ("ldm", "icassp", "RadioDiff LDM, ICASSP"),
+    ("radiounet", "radiomapseer", "RadioUNet baseline, RadioMapSeer"),
+    ("radiounet", "icassp", "RadioUNet baseline, ICASSP"),
+)
+DATASETS = {"radiomapseer": "RadioMapSeer", "icassp": "ICASSP 2025 (indoor)"}
+
+# Published RadioMapSeer numbers (REFERENCE §4): 256×256 real DPM maps; the protocols differ
+# between papers, so they are context, not a like-for-like comparison.
+PUBLISHED_RADIOMAPSEER = (
+    {"method": "RadioUNet (published)", "nmse": 0.0074, "rmse": 0.0244, "ssim": 0.959, "psnr": 32.0},
+    {"method": "RME-GAN (published)", "nmse": 0.0115, "rmse": 0.0303, "ssim": 0.932},
+    {"method": "RadioDiff (published)", "nmse": 0.0049, "rmse": 0.0190, "ssim": 0.969, "psnr": 35.1},
+)
+PUBLISHED_ICASSP = (
+    "Challenge winners, weighted RMSE over tasks 1–3 (real data): SIP2Net 9.41 dB, IPP-Net 9.50 dB, TerRaIn 10.32 dB."
+)
+
+# Where radiodiff departs from the paper and the original code, and why.
+DEPARTURES = (
+    (
+        "Data",
+        "RadioMapSeer (DPM/IRT ray tracing) and the ICASSP 2025 challenge data",
+        "physics-based synthetic stand-ins in the same layouts; real roots are a param",
+        "no network or dataset download at run time; `data.*.root` points at real data",
+    ),
+    (
+        "Resolution (quick scale)",
+        "256×256 maps, latent 3×64×64",
+        "64×64 maps, latent 16×16 (paper preset: 256×256)",
+        "the whole DAG must fit 30 min on a 2-core CPU",
+    ),
+    (
+        "Training length (quick)",
+        "VAE 150 k steps, LDM 50 k steps",
+        "hundreds to a few thousand steps (paper preset: as published)",
+        "CPU budget; curves show what is left on the table",
+    ),
+    (
+        "Swin condition encoder",
+        "Swin-B, ImageNet-pretrained",
+        "timm Swin sized from params, trained from scratch unless a local checkpoint is configured",
+        "no pretrained weights can be downloaded here; random weights are never passed off as pretrained",
+    ),
+    (
+        "Third condition channel",
+        "[buildings, Tx, buildings] (static)",
+        "static, dynamic (cars) or a log-distance physics prior; quick/ci use the prior, paper keeps static",
+        "the prior helps a small, briefly trained model most",
+    ),
+    (
+        "Latent scale factor",
+        "fixed 0.3",
+        "`auto` = 1 / std of the training posterior samples (a number overrides)",
+        "the VAEs here are new, so the right scale is measured, not assumed",
+    ),
+    (
+        "U-Net details",
+        "strided/heavy downsampling convs, 7×7 stem, 3×3 AFT conv, BatchNorm projections (~137 M without the backbone)",
+        "space-to-depth + 1×1 downsampling, LayerNorm before the Swin projections "
+        "(paper config: 123 M outside the Swin)",
+        "written from the paper's description, not from its code",
+    ),
+    (
+        "PSNR / SSIM",
+        "torchmetrics without `data_range` (range inferred from each image)",
+        "data range 1, stated in every summary",
+        "current torchmetrics requires the range; inferring it inflates PSNR",
+    ),
+    (
+        "Scoring",
+        "full-resolution maps",
+        "the model's resolution; known building pixels set to 0 in every method's output; outdoor / open scopes too",
+        "buildings are an input, so they are not a prediction",
+    ),
+    (
+        "RadioUNet baseline",
+        "two cascaded U-Nets (RadioUNet's W-Net) trained in two phases",
+        "one supervised U-Net, MSE, same inputs and split as RadioDiff",
+        "a like-for-like supervised baseline within the same budget",
+    ),
+    (
+        "Physics baselines",
+        "(none in RadioDiff's tables)",
+        "log-distance path gain with an exponent fitted on the training split; "
+        "ICASSP FSPL minus the antenna gain, no walls",
+        "a no-training floor every learned model must beat",
+    ),
+)

@@ -1,0 +1,26 @@
+# One rule per stage of radiodiff's stage table (data → EDA → VAEs → LDM/RadioUNet → sampling →
+# evaluation → benchmark → report): the same command, inputs, outputs and params as dvc.yaml.
+# Training, sampling and the benchmark take all cores and one GPU (`resources: gpu=1`; the
+# default profile allows one at a time); state/ keeps resumable training state.
+
+
+for _stage in STAGES.values():
+
+    rule:
+        name:
+            _stage.name
+        input:
+            stage_inputs(_stage.name),
+        output:
+            stage_outputs(_stage.name),
+        log:
+            f"logs/{_stage.name}.log",
+        benchmark:
+            f"logs/benchmarks/{_stage.name}.tsv"
+        threads: workflow.cores if _stage.accelerator else 1
+        resources:
+            gpu=1 if _stage.accelerator else 0,
+        params:
+            **declared_params(_stage.name),
+        shell:
+            stage_shell(_stage.name)
