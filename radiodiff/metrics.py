@@ -358,16 +358,22 @@ class MetricAccumulator:
         return {k: self._summarize(v) for k, v in groups.items()}
 
     def write_csv(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_rows` as a CSV (header = the union of the rows' keys), atomically."""
-        path = Path(path)
-        fields: list[str] = []
-        for r in self._rows:
-            fields.extend(k for k in r if k not in fields)
-        with atomic_file(path, "w") as f:
-            writer = csv.DictWriter(f, fieldnames=fields or ["name"], lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(self._rows)
-        return path
+        """Write :meth:`to_rows` as a CSV (see :func:`write_rows`), atomically."""
+        return write_rows(path, self._rows)
+
+
+def write_rows(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """Per-sample rows as a CSV whose header is the union of the rows' keys (first seen first),
+    written atomically."""
+    path = Path(path)
+    fields: list[str] = []
+    for r in rows:
+        fields.extend(k for k in r if k not in fields)
+    with atomic_file(path, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=fields or ["name"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 # --------------------------------------------------------------------------------------------

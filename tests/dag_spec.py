@@ -31,14 +31,14 @@ def snakemake_spec(repo: Path) -> dict:
         for rule in wf._workflow.rules:
             if rule.name == "all":
                 continue
-            inputs = dict(rule.input.items())
+            params = dict(rule.params.items())
             cmd = re.sub(r"\s*>\s*\{log\}\s*2>&1\s*$", "", rule.shellcmd)
-            cmd = re.sub(r"\{input\.(\w+)\}", lambda m, inputs=inputs: str(inputs[m.group(1)]), cmd)
+            cmd = cmd.replace("{params.command}", params.pop("command"))
             stages[rule.name] = {
                 "cmd": cmd,
                 "deps": sorted(str(p) for p in rule.input),
                 "outs": sorted(str(p).rstrip("/") for p in rule.output),
-                "params": sorted(k.replace("__", ".") for k in rule.params.keys()),
+                "params": sorted(k.replace("__", ".") for k in params),
             }
     return {"stages": stages, "edges": _edges(stages)}
 

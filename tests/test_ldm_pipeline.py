@@ -204,3 +204,16 @@ def test_dihedral_variants():
     items.add_per_variant("z", torch.arange(8))
     assert len(items) == 8
     assert torch.equal(items[5]["a"], variants[5]) and items[5]["z"] == 5 and items[5]["s"] == 7
+
+
+def test_radiomapseer_stages_refuse_augmentation(trained):
+    """Augmentation is a data setting the ICASSP stages honour; the RadioMapSeer ones refuse it
+    (naming the key) rather than ignore it."""
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.train import radiounet
+
+    params = {**trained["params"]}
+    params["train_radiounet_radiomapseer"] = {**params["train_radiounet_radiomapseer"], "data": {"augment": True}}
+    with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.data\.augment"):
+        radiounet.run(params, "radiomapseer", trained["dir"] / "refused", root=str(trained["root"]))
+    assert not (trained["dir"] / "refused").exists()

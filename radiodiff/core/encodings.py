@@ -22,8 +22,7 @@ import numpy as np
 PG_FLOOR_DB = -147.0
 PG_MAX_DB = -47.84
 RADIOMAPSEER_DB_PER_UNIT = 99.16  # PG_MAX_DB − PG_FLOOR_DB: dB spanned by the [0, 1] scale
-RADIOMAPSEER_FREQUENCY_HZ = 5.9e9
-RADIOMAPSEER_PIXEL_SIZE_M = 1.0
+RADIOMAPSEER_FREQUENCY_HZ = 5.9e9  # at 1 m/pixel
 
 # ICASSP 2025 (SPEC "ICASSP conventions"): unit = (160 − PL) / (160 − 13), 0.25 m/pixel.
 PL_MIN_DB = 13.0

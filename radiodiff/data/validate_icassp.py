@@ -1,4 +1,4 @@
-"""Validation of an ICASSP 2025 dataset folder (real or synthetic) into a JSON-able report.
+"""Validation of an ICASSP 2025 dataset folder (real or synthetic) into JSON-able findings (the validation report).
 
 Data problems never raise: each is collected as a line naming the file at fault. ``ok`` is
 True when there are none. Path-loss values outside 13–160 dB (0 aside) are warnings, not
@@ -30,7 +30,7 @@ from radiodiff.physics.antenna import read_pattern
 
 
 def validate(root: str | os.PathLike, task: str) -> dict:
-    """Check ``root`` for the ``task`` folder pair; returns the report (see module docstring)."""
+    """Check ``root`` for the ``task`` folder pair; returns the findings (see module docstring)."""
     root = Path(root)
     problems: list[str] = []
     warnings: list[str] = []
@@ -102,7 +102,7 @@ def validate(root: str | os.PathLike, task: str) -> dict:
         _check_tx(root, sid, (height, width), positions, problems)
 
     all_sizes = sorted({hw for c in sizes.values() for hw in c})
-    report = {
+    findings = {
         "dataset": "icassp",
         "root": str(root),
         "task": task,
@@ -126,7 +126,7 @@ def validate(root: str | os.PathLike, task: str) -> dict:
         },
         "patterns_ok": patterns_ok,
     }
-    return report
+    return findings
 
 
 def _check_patterns(root: Path, ids: list[SampleId], in_dir: Path, problems: list[str]) -> dict[str, bool]:
@@ -184,5 +184,5 @@ def _check_tx(root: Path, sid: SampleId, shape, positions: dict, problems: list[
 
 
 def run(params: dict, root, out=None) -> dict:
-    """The ``validate_icassp`` stage: fail listing every problem, else write the report to ``out``."""
+    """The ``validate_icassp`` stage: fail listing every problem, else write the validation report to ``out``."""
     return conclude(validate(root, task=params["data"]["icassp"]["task"]), root, out)

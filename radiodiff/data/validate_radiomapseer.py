@@ -1,6 +1,6 @@
 """Validate a RadioMapSeer folder: every file present, paired, readable, sized and in range.
 
-Returns a report; problems are collected (each names its file), never raised one by one,
+Returns the findings (the validation report); problems are collected (each names its file), never raised one by one,
 so a user sees everything wrong in one pass.
 """
 
@@ -19,7 +19,7 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
     root = Path(root)
     problems: list[str] = []
     warnings: list[str] = []
-    report = {"dataset": "radiomapseer", "root": str(root), "simulation": simulation, "condition": condition}
+    findings = {"dataset": "radiomapseer", "root": str(root), "simulation": simulation, "condition": condition}
     adir = root / "antenna"
     if not root.is_dir():
         problems.append(f"{root}: folder not found")
@@ -113,7 +113,7 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
         problems.append(f"{gain_dir}: folder not found")
 
     cdf = np.cumsum(gray_hist) / max(gray_hist.sum(), 1)
-    report.update(
+    findings.update(
         ok=not problems,
         problems=problems,
         warnings=warnings[:200],
@@ -125,10 +125,10 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
         if gray_hist.sum()
         else None,
     )
-    return report
+    return findings
 
 
 def run(params: dict, root, out=None) -> dict:
-    """The ``validate_radiomapseer`` stage: fail listing every problem, else write the report to ``out``."""
+    """The ``validate_radiomapseer`` stage: fail listing every problem, else write the validation report to ``out``."""
     d = params["data"]["radiomapseer"]
     return conclude(validate(root, simulation=d["simulation"], condition=d["condition"]), root, out)

@@ -59,8 +59,11 @@ def skip_parameterization(
     return c, e
 
 
-def predict_z0(z_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """ẑ0 = z_t − C·t − √t·ε (inverts the forward process given the two estimates)."""
+def predict_z0(z_t: torch.Tensor, t: torch.Tensor | float, c: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """ẑ0 = z_t − C·t − √t·ε (inverts the forward process given the two estimates); ``t`` is one
+    time per sample (B,) or, as in :func:`sample`, one float for the whole batch."""
+    if isinstance(t, float):
+        return z_t - c * t - math.sqrt(t) * eps
     tb = _bcast(t, z_t)
     return z_t - c * tb - tb.sqrt() * eps
 
@@ -147,7 +150,7 @@ def sample(
     for i, s in enumerate(steps):
         tt = torch.full((batch,), t, device=z.device, dtype=z.dtype)
         c, e = denoise(z, tt)
-        z0 = z - c * t - math.sqrt(t) * e
+        z0 = predict_z0(z, t, c, e)
         if i == len(steps) - 1:
             return z0
         c = -z0

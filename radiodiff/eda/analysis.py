@@ -45,14 +45,14 @@ def run_eda(radiomapseer_root, icassp_root, out, params: dict) -> dict:
 
         rms = radiomapseer.analyse(rms_root, rms_cfg["simulation"], rms_cfg["split"], cap, grid, save)
         ica = icassp.analyse(ica_root, ica_cfg["task"], ica_cfg["split"], cap, grid, save)
-        report = {
+        content = {
             "radiomapseer": rms,
             "icassp": ica,
             "figures": figures,
             "roots": {"radiomapseer": str(rms_root), "icassp": str(ica_root)},
             "params": json.loads(json.dumps(params)),
         }
-        write_json(tmp / "eda.json", report)
+        write_json(tmp / "eda.json", content)
     return {
         "out": str(out),
         "figures": figures,

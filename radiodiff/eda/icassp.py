@@ -77,7 +77,7 @@ def analyse(root: Path, task: str, split_cfg: dict, cap: int, grid: int, save) -
     all_pl = sum(pl_hist.values())
     size_src = {b: sizes[b] or image_sizes.get(b) for b in buildings}
     known = [v for v in size_src.values() if v is not None]
-    report = {
+    summary = {
         "root": str(root),
         "task": task,
         "samples": len(ids),
@@ -110,13 +110,13 @@ def analyse(root: Path, task: str, split_cfg: dict, cap: int, grid: int, save) -
     }
 
     save(_ica_structure(ids, parts, split_of), "icassp_structure.png")
-    save(_ica_pl_hist(pl_hist, report["path_loss_db_percentiles"]), "icassp_path_loss_histogram.png")
+    save(_ica_pl_hist(pl_hist, summary["path_loss_db_percentiles"]), "icassp_path_loss_histogram.png")
     save(_ica_tx_density(tx_norm), "icassp_tx_density.png")
     save(_ica_previews(previews), "icassp_channels.png")
     save(_ica_patterns(patterns), "icassp_antenna_patterns.png")
     save(_ica_sizes(size_src, split_of), "icassp_image_sizes.png")
     save(_ica_materials(g_hist), "icassp_materials.png")
-    return report
+    return summary
 
 
 def _count(values) -> dict[str, int]:

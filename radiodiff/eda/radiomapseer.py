@@ -81,7 +81,7 @@ def analyse(root: Path, simulation: str, split_cfg: dict, cap: int, grid: int, s
             distance_set.discard(m)
             distance_samples.append((m, t, gray, rc))
 
-    report = {
+    summary = {
         "root": str(root),
         "simulation": simulation,
         "maps": len(n_tx),
@@ -100,19 +100,19 @@ def analyse(root: Path, simulation: str, split_cfg: dict, cap: int, grid: int, s
         "outdoor_zero_gray_fraction": round(float(gray_hist[0] / max(gray_hist.sum(), 1)), 4),
         "gray_percentiles_outdoor": hist_percentiles(gray_hist),
     }
-    report["path_gain_db_percentiles_outdoor"] = {
+    summary["path_gain_db_percentiles_outdoor"] = {
         k: None if v is None else round(float(gray_to_gain_db(v)), 2)
-        for k, v in report["gray_percentiles_outdoor"].items()
+        for k, v in summary["gray_percentiles_outdoor"].items()
     }
 
     save(_rms_structure(n_tx, splits), "radiomapseer_structure.png")
     save(_rms_tx_density(tx_rc, shape), "radiomapseer_tx_density.png")
     save(_rms_buildings(masks, mask_maps, shape, building_fraction), "radiomapseer_buildings.png")
-    save(_rms_gray_hist(gray_hist, report["gray_percentiles_outdoor"]), "radiomapseer_gray_histogram.png")
+    save(_rms_gray_hist(gray_hist, summary["gray_percentiles_outdoor"]), "radiomapseer_gray_histogram.png")
     save(_rms_distance(distance_samples, masks), "radiomapseer_gain_vs_distance.png")
     grid_rows = [(m, t, masks[m], *gains[(m, t)]) for m, t in sorted(grid_set)]
     save(_rms_grid(grid_rows, simulation), "radiomapseer_samples.png")
-    return report
+    return summary
 
 
 def _rms_structure(n_tx: dict[int, int], splits: dict[str, list[int]]) -> Figure:

@@ -18,7 +18,6 @@ take the same path; :func:`radiodiff.data.items.map_splits` adapts each.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -26,11 +25,11 @@ from pathlib import Path
 import torch
 
 from radiodiff.core.errors import DataError, RadiodiffError
-from radiodiff.core.io import atomic_file, read_json, write_json
+from radiodiff.core.io import read_json, write_json
 from radiodiff.data.icassp import parse_name
 from radiodiff.data.items import StackedItems, map_splits
 from radiodiff.evaluate.maps import METHODS, read_maps
-from radiodiff.metrics import MetricAccumulator, building_pixels, zero_buildings
+from radiodiff.metrics import MetricAccumulator, building_pixels, write_rows, zero_buildings
 
 HEADLINE = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db")
 
@@ -124,16 +123,10 @@ def json_safe(obj):
 
 
 def write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
+    """``per_sample.csv`` (raw values) and ``summary.json`` (JSON-safe) into ``out_dir``."""
     out_dir = Path(out_dir)
-    summary = json_safe(summary)
-    fields: list[str] = []
-    for r in rows:
-        fields.extend(k for k in r if k not in fields)
-    with atomic_file(out_dir / "per_sample.csv") as f:
-        writer = csv.DictWriter(f, fieldnames=fields or ["name"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    write_json(out_dir / "summary.json", summary)
+    write_rows(out_dir / "per_sample.csv", rows)
+    write_json(out_dir / "summary.json", json_safe(summary))
 
 
 def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict:

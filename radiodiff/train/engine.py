@@ -128,7 +128,7 @@ def _check_param_groups(groups, modules: dict[str, torch.nn.Module]) -> None:
         raise RadiodiffError("task.param_groups(): optimizer names must be unique")
 
 
-def _optimization(task: TrainTask, cfg: TrainConfig, accelerator, groups, modules) -> _Optimization:
+def _optimization(cfg: TrainConfig, accelerator, groups, modules) -> _Optimization:
     optimizers = []
     for _, params, overrides in groups:
         kwargs = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay, **overrides}
@@ -298,7 +298,7 @@ def train(
     _check_param_groups(groups, modules)
     ema = EMA(task.model, cfg)  # copied before prepare() patches forward() for autocast
     ema.model.to(device)
-    opt = _optimization(task, cfg, accelerator, groups, modules)
+    opt = _optimization(cfg, accelerator, groups, modules)
     world, main = accelerator.num_processes, accelerator.is_main_process
     n_train = len(train_set)
     _check_data(n_train, cfg, world)

@@ -54,9 +54,9 @@ def stage_outputs(stage):
     return [_output(o.path) for o in STAGES[stage].outs]
 
 
-def stage_shell(stage):
-    """The stage's command (both engines run the same one), its output to the log."""
-    return resolve(STAGES[stage].command, config) + " > {log} 2>&1"
+def stage_command(stage):
+    """The stage's command (both engines run the same one), dataset roots from the config."""
+    return resolve(STAGES[stage].command, config)
 
 
 def all_targets():

@@ -1,7 +1,8 @@
 # One rule per stage of radiodiff's stage table (data → EDA → VAEs → LDM/RadioUNet → sampling →
 # evaluation → benchmark → report): the same command, inputs, outputs and params as dvc.yaml.
 # Training, sampling and the benchmark take all cores and one GPU (`resources: gpu=1`; the
-# default profile allows one at a time); state/ keeps resumable training state.
+# default profile allows one at a time); state/ keeps resumable training state. The command is a
+# param (set when the rule is defined: a `shell:` expression would see the loop's last stage).
 
 
 for _stage in STAGES.values():
@@ -22,5 +23,6 @@ for _stage in STAGES.values():
             gpu=1 if _stage.accelerator else 0,
         params:
             **declared_params(_stage.name),
+            command=stage_command(_stage.name),
         shell:
-            stage_shell(_stage.name)
+            "{params.command} > {log} 2>&1"
