@@ -1,15 +1,14 @@
 # radiodiff: the whole study, end to end. `snakemake --cores all` (README).
-# Values come from params.yaml only (also read by DVC); select a scale with `radiodiff scale NAME`.
+# Values: params.yaml (the file DVC reads), which --config, --configfile and profiles override as
+# usual; the jobs compute with exactly the values Snakemake resolved (common.smk validates and
+# writes them for the jobs). Select a scale with `radiodiff scale NAME`.
 # The rules are radiodiff's stage table (radiodiff/pipeline/stages.py), one per stage.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "params.yaml"
-
-
-validate(config, "workflow/schemas/params.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -23,3 +22,7 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+onsuccess:
+    record_in_dvc()

@@ -17,15 +17,31 @@ import time
 from pathlib import Path
 
 from radiodiff.core.errors import DataError, RadiodiffError
-from radiodiff.core.params import load_params, select, write_scale
+from radiodiff.core.params import (
+    DEFAULT_PARAMS,
+    load_params,
+    schema_default_params,
+    schema_path,
+    select,
+    write_scale,
+)
 from radiodiff.pipeline.stages import STAGES
+
+
+def read_params(params_file: str) -> dict:
+    """The values of ``params_file``; outside a checkout (no ``params.yaml`` here) the schema's
+    defaults, saying so."""
+    if params_file == DEFAULT_PARAMS and not Path(params_file).is_file():
+        print(f"radiodiff: no {DEFAULT_PARAMS} here; using the schema's defaults ({schema_path()})", file=sys.stderr)
+        return schema_default_params()
+    return load_params(params_file)
 
 
 def stage_params(params_file: str | None, stage: str) -> dict:
     """The stage's declared keys of ``params_file`` (none without one) plus its ``runtime`` section."""
     if params_file is None:
         return {}
-    params = load_params(params_file)
+    params = read_params(params_file)
     return {**select(params, list(STAGES[stage].params)), "runtime": params["runtime"]}
 
 

@@ -12,9 +12,8 @@ from tests.conftest import REPO, run
 
 @pytest.fixture
 def workdir(tmp_path):
-    """A folder with the repo's params.yaml and schema, as a user's checkout has."""
+    """A folder with a params.yaml, as a user's checkout has."""
     shutil.copy(REPO / "params/ci.yaml", tmp_path / "params.yaml")
-    shutil.copytree(REPO / "workflow/schemas", tmp_path / "workflow/schemas")
     return tmp_path
 
 
@@ -71,3 +70,16 @@ def test_unknown_antenna_is_rejected_by_arrange(workdir):
     p = run(["radiodiff", "arrange", "ic", "arranged"], workdir, check=False)
     assert p.returncode == 1 and "Ant9" in p.stderr
     assert not (workdir / "arranged").exists()
+
+
+def test_outside_a_checkout_the_schema_defaults_are_used(tmp_path, tiny_radiomapseer):
+    """No params.yaml in the folder: a stage runs with the schema's defaults and says so."""
+    p = run(["radiodiff", "validate", "radiomapseer", str(tiny_radiomapseer), "--out", "v.json"], tmp_path)
+    assert "using the schema's defaults" in p.stderr and "params.schema.yaml" in p.stderr
+    assert json.loads((tmp_path / "v.json").read_text())["ok"]
+    p = run(
+        ["radiodiff", "validate", "radiomapseer", str(tiny_radiomapseer), "--params", "mine.yaml"],
+        tmp_path,
+        check=False,
+    )
+    assert p.returncode == 1 and "mine.yaml: file not found" in p.stderr, "a named file must exist"

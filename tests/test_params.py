@@ -40,8 +40,6 @@ def _broken(tmp_path, key, value):
         del node[last]
     else:
         node[last] = value
-    (tmp_path / "workflow/schemas").mkdir(parents=True)
-    shutil.copy(REPO / "workflow/schemas/params.schema.yaml", tmp_path / "workflow/schemas")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -83,7 +81,6 @@ def test_select_hides_undeclared_keys():
 
 def test_scale_writes_preset(tmp_path):
     shutil.copytree(REPO / "params", tmp_path / "params")
-    shutil.copytree(REPO / "workflow/schemas", tmp_path / "workflow/schemas")
     write_scale("ci", repo=tmp_path)
     assert load_params(tmp_path / "params.yaml") == load_params(REPO / "params/ci.yaml")
     with pytest.raises(ParamsError, match="nosuch"):

@@ -165,7 +165,7 @@ def test_each_stage_imports_only_its_declared_code(smk_repo, tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(SYS_MODULES_DRIVER)
     for name, stage in STAGES.items():
-        argv = shlex.split(resolve(stage.command, params))[1:]
+        argv = shlex.split(resolve(stage.command(), params))[1:]
         called, kwargs = stage_call(argv)
         assert called == name
         kwargs["out"] = str(tmp_path / name / "out")
@@ -256,6 +256,56 @@ def test_snakemakes_own_report(smk_repo, tmp_path):
         assert marker in text, marker
 
 
+def dvc_clean(repo) -> bool:
+    return "Data and pipelines are up to date" in run(["dvc", "status"], cwd=repo).stdout
+
+
+def test_one_record_for_both_engines(smk_repo, tmp_path):
+    """A Snakemake run with params.yaml's values leaves DVC up to date; after DVC restores or
+    re-runs outputs, `snakemake --touch` adopts them, and neither engine has anything to do."""
+    repo, _ = smk_repo
+    snakemake(repo)  # the record of the last edits above
+    assert dvc_clean(repo) and dvc_repro(repo) == set(), "DVC adopted what Snakemake made"
+    edit_params(repo, "eda.dpi", 40)
+    assert dvc_repro(repo) == {"eda", "report"}, "one edit, then DVC re-runs what it touches"
+
+    def nothing_to_do(dvc_ran: bool = False) -> None:
+        p = run(["snakemake", "--touch", "--cores", "1"], cwd=repo)
+        # a `dvc repro` moved dvc.lock: Snakemake says its own record may be stale
+        assert ("dvc.lock changed since Snakemake's last run" in p.stdout + p.stderr) == dvc_ran
+        assert snakemake(repo) == set() and dvc_clean(repo)
+
+    nothing_to_do(dvc_ran=True)  # after `dvc repro` following a param edit
+    shutil.rmtree(repo / "results")
+    run(["dvc", "checkout", "--quiet"], cwd=repo)
+    assert (repo / "results/report/index.html").is_file()
+    nothing_to_do()  # after `dvc checkout`
+    run(["dvc", "remote", "add", "--default", "store", str(tmp_path / "remote")], cwd=repo)
+    run(["dvc", "push", "--quiet"], cwd=repo)
+    shutil.rmtree(repo / "results")
+    shutil.rmtree(repo / ".dvc/cache")
+    run(["dvc", "pull", "--quiet"], cwd=repo)
+    assert (repo / "results/ldm/icassp/model/radiodiff.json").is_file()
+    nothing_to_do()  # after `dvc pull` from a remote
+
+
+def test_snakemake_overrides_reach_the_jobs(repo_copy):
+    """`--configfile` values are the values the jobs compute with; such a run leaves DVC's record alone."""
+    run(["radiodiff", "scale", "quick"], cwd=repo_copy)
+    p = run(
+        ["snakemake", "--cores", "2", "data/validation/radiomapseer.json", "--configfile", "params/ci.yaml"], repo_copy
+    )
+    assert json.loads((repo_copy / "data/validation/radiomapseer.json").read_text())["counts"]["maps"] == 6
+    assert "values differ from params.yaml" in p.stdout + p.stderr and not (repo_copy / "dvc.lock").exists()
+    target = "results/vae/building/metrics.json"
+    run(["snakemake", "--cores", "2", target, "--configfile", "params/ci.yaml"], repo_copy)
+    metrics = json.loads((repo_copy / target).read_text())
+    ci = yaml.safe_load((repo_copy / "params/ci.yaml").read_text())["train_vae_building"]
+    assert metrics["params"]["train"]["max_steps"] == ci["train"]["max_steps"] == metrics["steps"]
+    p = run(["snakemake", "-n", "--cores", "1", "--config", "colour=red"], repo_copy, check=False)
+    assert p.returncode != 0 and "radiodiff: error:" in p.stderr and "'colour'" in p.stderr
+
+
 def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     assert dvc_repro(repo_copy) == ALL
     check_outputs(repo_copy)
@@ -308,5 +358,7 @@ def test_real_radiomapseer_root_runs_without_synthesis(repo_copy, real_root):
     report = json.loads((repo_copy / "data/validation/radiomapseer.json").read_text())
     assert report["root"] == str(real_root) and report["counts"] == {"maps": 1, "samples": 4, "tx_per_map": [4]}
 
-    assert dvc_repro(repo_copy, "edges") == {"validate_radiomapseer", "edges"}
+    assert dvc_repro(repo_copy, "edges") == set(), "Snakemake's run is DVC's record too"
+    p = run(["dvc", "repro", "--force", "edges"], cwd=repo_copy)
+    assert dvc_ran(p.stdout + p.stderr) == {"validate_radiomapseer", "edges"}
     assert not (repo_copy / "data/raw/radiomapseer").exists()

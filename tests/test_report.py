@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from radiodiff.core.errors import DataError, ParamsError
+from radiodiff.core.params import schema_path
 from radiodiff.pipeline.stages import ALL_SECTIONS, STAGES
 from radiodiff.report import figures as F
 from radiodiff.report.build import build_report
@@ -137,7 +138,7 @@ def test_missing_input_is_one_clear_error_and_writes_nothing(tmp_path):
 
 
 def test_report_stage_declares_every_params_section():
-    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    schema = yaml.safe_load(schema_path().read_text())
     assert [*ALL_SECTIONS, "runtime"] == schema["required"], "every section but the undeclared runtime"
     assert STAGES["report"].params == ALL_SECTIONS
     for preset in ("quick", "ci", "paper"):

@@ -1,7 +1,9 @@
 """Load and validate params.yaml, and hand each stage only the keys it declares.
 
-``params.yaml`` is the one source of values for Snakemake and DVC. The schema lives at
-``workflow/schemas/params.schema.yaml`` (Snakemake validates against the same file).
+``params.yaml`` is the one source of values for DVC, and Snakemake's config file (which
+``--config``, ``--configfile`` and profiles override). The schema ships with the package
+(``radiodiff/core/params.schema.yaml``); it holds every key's default, so outside a checkout (no
+params.yaml) the commands run with those.
 """
 
 from __future__ import annotations
@@ -16,18 +18,14 @@ import yaml
 
 from radiodiff.core.errors import ParamsError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_RELPATH = Path("workflow/schemas/params.schema.yaml")
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")  # package data: installed with radiodiff
 PRESETS_RELPATH = Path("params")
+DEFAULT_PARAMS = "params.yaml"
 
 
-def schema_path(near: Path | None = None) -> Path:
-    """The schema next to a params file's repo, else the one of this checkout."""
-    for base in ([near] if near is not None else []) + [REPO_ROOT]:
-        p = base / SCHEMA_RELPATH
-        if p.is_file():
-            return p
-    raise ParamsError(f"{SCHEMA_RELPATH}: schema not found (looked beside the params file and in {REPO_ROOT})")
+def schema_path() -> Path:
+    """The JSON schema of params.yaml (every key, its default and description)."""
+    return SCHEMA_PATH
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
@@ -88,8 +86,32 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     params = read_yaml(path)
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
-    schema = read_yaml(schema_path(path.resolve().parent))
-    validate_params(params, schema, source=str(path))
+    validate_params(params, read_yaml(schema_path()), source=str(path))
+    return params
+
+
+def schema_default_params() -> dict:
+    """A complete params tree of the schema's defaults (validated)."""
+    schema = read_yaml(schema_path())
+
+    def resolve(node: dict) -> dict:
+        while "$ref" in node:
+            target = schema
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return node
+
+    def defaults(node: dict):
+        node = resolve(node)
+        if "default" in node:
+            return copy.deepcopy(node["default"])
+        if "properties" in node:
+            return {k: defaults(v) for k, v in node["properties"].items()}
+        raise ParamsError(f"{schema_path()}: a key without a default ({sorted(node)})")
+
+    params = defaults(schema)
+    validate_params(params, schema, source=f"{schema_path()} defaults")
     return params
 
 
@@ -100,6 +122,30 @@ def schema_defaults(pointer: str) -> dict[str, Any]:
     for part in pointer.strip("/").split("/"):
         node = node[part]
     return {k: copy.deepcopy(v["default"]) for k, v in node["properties"].items() if "default" in v}
+
+
+def write_params(path: str | os.PathLike, params: dict, source: str = "params") -> Path:
+    """Validate ``params`` (errors name ``source`` and the key) and write them to ``path`` as YAML,
+    atomically: the values a job computes with when an engine resolved them itself."""
+    from radiodiff.core.io import atomic_file
+
+    validate_params(params, read_yaml(schema_path()), source=source)
+    path = Path(path)
+    with atomic_file(path) as f:
+        f.write(f"# The values the jobs compute with ({source}), written by radiodiff; do not edit.\n")
+        yaml.safe_dump(params, f, sort_keys=False, default_flow_style=None, width=110)
+    return path
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two params trees (sorted)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            out += differing_keys(a.get(k), b.get(k), key) if k in a and k in b else [key]
+        return out
+    return [] if a == b else [prefix or "<root>"]
 
 
 def get_key(params: dict, dotted: str) -> Any:

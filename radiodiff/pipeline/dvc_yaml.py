@@ -11,7 +11,7 @@ import yaml
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_file
 from radiodiff.pipeline.code_deps import code_deps
-from radiodiff.pipeline.stages import STAGES, Stage
+from radiodiff.pipeline.stages import DVC_PARAMS, STAGES, Stage
 
 HEADER = """\
 # Written by `radiodiff dvc-yaml` from radiodiff/pipeline/stages.py: do not edit by hand (a test
@@ -23,7 +23,7 @@ HEADER = """\
 
 
 def stage_entry(stage: Stage) -> dict:
-    entry: dict = {"cmd": stage.command, "deps": [*stage.deps, *code_deps(stage.handler)]}
+    entry: dict = {"cmd": stage.command(DVC_PARAMS), "deps": [*stage.deps, *code_deps(stage.handler)]}
     if stage.params:
         entry["params"] = list(stage.params)
     outs = [o.path for o in stage.outs if not o.metric and o.plot is None]

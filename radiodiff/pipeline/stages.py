@@ -25,7 +25,11 @@ CROPS = "data/icassp/crops"
 VAE_NAMES = ("radiomapseer", "building", "antenna", "radio")
 DATASETS = ("radiomapseer", "icassp")
 MODEL_KINDS = ("ldm", "radiounet")
-PARAMS_ARG = "--params params.yaml"  # how every command gets its values
+# How each engine hands a job its values (the one difference between their commands): DVC the
+# params file it tracks; Snakemake the config it resolved (params.yaml + --config, --configfile,
+# profiles), written to this file when the workflow is parsed.
+DVC_PARAMS = "params.yaml"
+SNAKEMAKE_PARAMS = ".snakemake/radiodiff/config.yaml"
 
 # params.yaml's top-level sections (the schema's `required` list, in file order); `runtime` holds
 # execution settings that no stage declares.
@@ -73,15 +77,15 @@ class Output:
 class Stage:
     name: str
     handler: str  # module with `run(params, **paths)`
-    cmd: str  # without the params argument (PARAMS_ARG)
+    cmd: str  # without the params argument (see command())
     params: tuple[str, ...]  # dotted params.yaml keys
     deps: tuple[str, ...]  # data inputs (paths, or a dataset-root placeholder)
     outs: tuple[Output, ...]
     accelerator: bool = False  # trains or samples: all cores, one GPU
 
-    @property
-    def command(self) -> str:
-        return f"{self.cmd} {PARAMS_ARG}"
+    def command(self, params_file: str = DVC_PARAMS) -> str:
+        """The stage's command line, its values read from ``params_file``."""
+        return f"{self.cmd} --params {params_file}"
 
 
 def _training_outs(folder: str) -> tuple[Output, ...]:

@@ -100,6 +100,9 @@ def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict
         m, in_channels=channels, out_channels=channels, resolution=train_set.images.shape[-1]
     )
     disc_lr = lo.pop("disc_lr")
+    # The initial weights of the autoencoder and the discriminator: seeded, as every model's
+    # (torch's default generator starts from a random seed in each process).
+    torch.manual_seed(int(section["train"]["seed"]))
     task = VAETask(cfg, lo, disc_lr=disc_lr, use_edges=lo.get("edge_weight", 0) > 0)
     summary = run_training(
         stage, task, train_set, val_set, section, params["runtime"], {"params": section}, sources, out_dir
