@@ -85,3 +85,20 @@ def test_scale_writes_preset(tmp_path):
     assert load_params(tmp_path / "params.yaml") == load_params(REPO / "params/ci.yaml")
     with pytest.raises(ParamsError, match="nosuch"):
         write_scale("nosuch", repo=tmp_path)
+
+
+def test_schema_defaults_are_a_complete_valid_params_tree():
+    from radiodiff.core.params import schema_default_params
+
+    defaults = schema_default_params()
+    quick = load_params(REPO / "params" / "quick.yaml")
+    assert set(defaults) == set(quick) and defaults["runtime"] == quick["runtime"]
+    assert defaults["train_vae_building"]["train"]["betas"] == [0.9, 0.999]
+
+
+def test_differing_keys_names_every_changed_leaf():
+    from radiodiff.core.params import differing_keys
+
+    a = {"x": {"y": 1, "z": [1, 2]}, "w": 0}
+    assert differing_keys(a, a) == []
+    assert differing_keys(a, {"x": {"y": 2, "z": [1, 2]}, "v": 0}) == ["v", "w", "x.y"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from radiodiff.core.params import DEFAULT_PARAMS
+
 RMS_ROOT = "${data.radiomapseer.root}"
 ICASSP_ROOT = "${data.icassp.root}"
 RMS_VALIDATION = "data/validation/radiomapseer.json"
@@ -28,7 +30,7 @@ MODEL_KINDS = ("ldm", "radiounet")
 # How each engine hands a job its values (the one difference between their commands): DVC the
 # params file it tracks; Snakemake the config it resolved (params.yaml + --config, --configfile,
 # profiles), written to this file when the workflow is parsed.
-DVC_PARAMS = "params.yaml"
+DVC_PARAMS = DEFAULT_PARAMS
 SNAKEMAKE_PARAMS = ".snakemake/radiodiff/config.yaml"
 
 # params.yaml's top-level sections (the schema's `required` list, in file order); `runtime` holds
