@@ -13,9 +13,8 @@ from radiodiff.core.params import differing_keys, load_params, write_params
 from radiodiff.pipeline.code_deps import code_deps
 from radiodiff.pipeline.stages import DVC_PARAMS, SNAKEMAKE_PARAMS, STAGES, resolve
 
-DVC_LOCK_SEEN = (
-    ".snakemake/radiodiff/dvc.lock.sha256"  # dvc.lock as Snakemake's last run left it
-)
+# dvc.lock as Snakemake last saw it (after its own `dvc commit`)
+DVC_LOCK_SEEN = ".snakemake/radiodiff/dvc.lock.sha256"
 
 # The values the jobs compute with: Snakemake's own config (params.yaml + --config, --configfile,
 # profiles), validated and written where every command reads it (`--params SNAKEMAKE_PARAMS`).
@@ -87,13 +86,10 @@ def _output(path):
         return out
     caption, category = REPORTED[p.name]
     extra = {"patterns": FIGURES[p.name]} if p.name in FIGURES else {}
-    if category in (
-        "Training",
-        "Evaluation",
-    ):  # e.g. results/vae/radio/train_log.csv: vae/radio
-        extra["subcategory"] = str(PurePosixPath(*p.parts[1:-1])).removeprefix(
-            "evaluate/"
-        )
+    # per model or dataset: results/vae/radio/train_log.csv is vae/radio
+    if category in ("Training", "Evaluation"):
+        folder = str(PurePosixPath(*p.parts[1:-1]))
+        extra["subcategory"] = folder.removeprefix("evaluate/")
     return report(out, caption=f"../report/{caption}", category=category, **extra)
 
 
@@ -124,7 +120,10 @@ def record_in_dvc():
     # `--touch` adopts the outputs as they are (e.g. as DVC restored them): nothing to record
     if workflow.touch or not Path(".dvc").is_dir():
         return
-    differ = differing_keys(config, load_params(DVC_PARAMS))
+    try:
+        differ = differing_keys(config, load_params(DVC_PARAMS))
+    except RadiodiffError as e:
+        differ = [str(e)]
     if differ:
         shown = ", ".join(differ[:3]) + (", …" if len(differ) > 3 else "")
         print(
