@@ -127,8 +127,8 @@ def record_in_dvc():
     if differ:
         shown = ", ".join(differ[:3]) + (", …" if len(differ) > 3 else "")
         print(
-            f"radiodiff: this run's values differ from {DVC_PARAMS} ({shown}): "
-            "DVC's record (dvc.lock) is left unchanged"
+            f"radiodiff: this run's values differ from {DVC_PARAMS} in {len(differ)} key(s) "
+            f"({shown}): DVC's record (dvc.lock) is left unchanged"
         )
         return
     if not shutil.which("dvc"):
