@@ -42,7 +42,7 @@ def eda_params(max_maps: int = 400, grid_samples: int = 3) -> dict:
     return {
         "eda": {"grid_samples": grid_samples, "dpi": 40, "max_maps": max_maps},
         "data": {
-            "radiomapseer": {"simulation": "DPM", "split": dict(SPLIT)},
+            "radiomapseer": {"simulation": "DPM", "split": dict(SPLIT), "allow_missing_maps": False},
             "icassp": {"task": "Task_3_ICASSP", "split": dict(SPLIT)},
         },
     }

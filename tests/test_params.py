@@ -28,6 +28,7 @@ def test_default_params_is_the_quick_preset():
 def test_paper_scale_uses_published_resolution():
     p = load_params(REPO / "params" / "paper.yaml")
     assert p["data"]["radiomapseer"]["image_size"] == 256 and p["crop_icassp"]["size_px"] == 256
+    assert p["data"]["radiomapseer"]["split"] == "radiodiff_jul2025"  # tests on RadioDiff's 100 maps
 
 
 def _broken(tmp_path, key, value):
@@ -53,6 +54,9 @@ def _broken(tmp_path, key, value):
         ("synthesize_radiomapseer.maps", "many", "synthesize_radiomapseer.maps"),
         ("data.radiomapseer.simulation", "IRT9", "data.radiomapseer.simulation"),
         ("data.icassp.split.train", 0.9, "data.icassp.split"),
+        ("data.radiomapseer.split", "radiodiff_2023", "data.radiomapseer.split"),
+        ("data.icassp.split", "radiounet", "data.icassp.split"),
+        ("data.radiomapseer.allow_missing_maps", KeyError, "data.radiomapseer.allow_missing_maps"),
         ("crop_icassp.margin_px", 40, "crop_icassp.margin_px"),
         ("crop_icassp.size_px", KeyError, "crop_icassp.size_px"),
         ("edges.colour", 3, "edges"),

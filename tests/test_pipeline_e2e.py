@@ -79,6 +79,8 @@ def check_outputs(repo):
             assert 0 <= summary[method]["rmse"] <= 1 and summary[method]["ms_per_map"] > 0
             pngs = sorted(p.name for p in (repo / f"results/samples/{ds}/{method}").glob("*.png"))
             assert len(pngs) == summary["protocol"]["maps"] > 0
+        if ds == "radiomapseer":
+            assert summary["protocol"]["split_rule"].startswith("ratios train 0.8 / val 0.1 / test 0.1")
         rows = (repo / f"results/evaluate/{ds}/per_sample.csv").read_text().splitlines()
         assert len(rows) == 1 + 3 * 2 * summary["protocol"]["maps"]  # methods x scopes x maps
     icassp = json.loads((repo / "results/evaluate/icassp/summary.json").read_text())

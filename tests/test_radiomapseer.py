@@ -16,7 +16,7 @@ from radiodiff.data.radiomapseer import RadioMapSeerDataset, discover_maps, spli
 from radiodiff.data.validate_radiomapseer import validate
 from radiodiff.physics.propagation import fspl_db, geodesic_distance, line_of_sight
 from radiodiff.synthetic.radiomapseer import UrbanModel, city_layout, path_gain_db, synthesize
-from tests.conftest import need_real
+from tests.conftest import REPO, need_real
 
 # ---------------------------------------------------------------- physics
 
@@ -144,6 +144,60 @@ def test_split_follows_numpy_seed_42():
     np.random.shuffle(order)
     s = split_ids(range(10), 0.6, 0.2, 0.2, seed=42)
     assert s["train"] == sorted(order[:6].tolist()) and s["test"] == sorted(order[8:].tolist())
+
+
+PUBLISHED = REPO.parent / "shared" / "docs" / "radiomapseer_published_splits.json"
+
+
+@pytest.mark.parametrize("name", ["radiounet", "radiodiff_dec2024", "radiodiff_jul2025"])
+def test_published_splits_are_the_papers_lists(name):
+    """Built by the papers' rule (not read from the JSON), compared with the lists read from
+    their loaders."""
+    from radiodiff.data.splits import published_split
+
+    if not PUBLISHED.is_file():
+        pytest.skip(f"{PUBLISHED} not found (only present beside the project checkout)")
+    expected = json.loads(PUBLISHED.read_text())[name]
+    assert published_split(name) == {k: sorted(expected[k]) for k in ("train", "val", "test")}
+
+
+def test_published_split_rule_by_hand():
+    """Position 0 of the papers' shuffle is map id value + 1; map 0 is never listed."""
+    from radiodiff.data.splits import published_split
+
+    order = np.arange(700)
+    np.random.seed(42)
+    np.random.shuffle(order)
+    s = published_split("radiounet")
+    assert s["test"] == sorted((order[601:700] + 1).tolist()) and len(s["train"]) == 501
+    assert 0 not in {m for ids in s.values() for m in ids}
+    jul = published_split("radiodiff_jul2025")
+    assert set(jul["train"]) & set(jul["test"]) == {int(order[600]) + 1}  # as the Jul-2025 code
+    assert jul["test"] == published_split("radiodiff_dec2024")["test"]
+
+
+def test_published_split_on_a_folder_missing_maps(tiny_radiomapseer):
+    """Maps 0-4 hold none of the val maps: one error naming the folder, the split and the key."""
+    with pytest.raises(
+        DataError,
+        match=r"antenna: 696 of the 700 maps of data.radiomapseer.split 'radiounet' are missing.*allow_missing_maps",
+    ):
+        split_maps(tiny_radiomapseer, "radiounet")
+    with pytest.warns(UserWarning, match="696 of the 700"), pytest.raises(DataError, match="no map of the val split"):
+        split_maps(tiny_radiomapseer, "radiounet", allow_missing=True)
+
+
+def test_published_split_keeps_the_maps_found():
+    from radiodiff.data.radiomapseer import maps_of_split
+    from radiodiff.data.splits import published_split
+
+    n_tx = {m: 80 for m in range(0, 351)}  # half a download
+    with pytest.warns(UserWarning, match="using the"):
+        s = maps_of_split(n_tx, "radiodiff_dec2024", allow_missing=True)
+    full = published_split("radiodiff_dec2024")
+    assert s == {k: [m for m in full[k] if m <= 350] for k in full}
+    complete = {m: 80 for m in range(701)}
+    assert maps_of_split(complete, "radiodiff_dec2024") == full
 
 
 @pytest.mark.parametrize("condition", ["static", "dynamic", "physics"])

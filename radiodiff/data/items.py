@@ -139,6 +139,7 @@ def radiomapseer_dataset(root, split: str, data: dict, condition: str = "static"
         condition=condition,
         image_size=data["image_size"],
         split_cfg=data.get("split"),
+        allow_missing=data.get("allow_missing_maps", False),
         gain_threshold=data["gain_threshold"],
         physics_exponent=exponent,
         maps=maps,

@@ -11,6 +11,7 @@ model's ``image_size``; the Tx channel is one-hot at the downsampled Tx pixel.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 from radiodiff.core.encodings import apply_gain_threshold, gray_to_unit
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
-from radiodiff.data.splits import split_ids
+from radiodiff.data.splits import published_split, split_ids
 from radiodiff.physics.baselines import log_distance_unit
 
 CONDITIONS = ("static", "dynamic", "physics")
@@ -56,9 +57,36 @@ def discover_maps(root: str | Path) -> dict[int, int]:
     return dict(sorted(maps.items()))
 
 
-def split_maps(root, split_cfg: dict) -> dict[str, list[int]]:
-    """Disjoint train/val/test map ids (SPEC Contracts: Splits)."""
-    return split_ids(discover_maps(root), **split_cfg)
+def split_maps(root, split_cfg: dict | str, allow_missing: bool = False) -> dict[str, list[int]]:
+    """Train/val/test map ids (SPEC Contracts: Splits): a published split by name, or the ratio
+    form's disjoint split of the discovered ids.
+
+    A published split names maps 1..700; when the folder lacks some of them (the synthetic set, a
+    partial download) this raises a :class:`DataError` listing them, unless ``allow_missing``
+    (``data.radiomapseer.allow_missing_maps``), which drops them with a warning.
+    """
+    return maps_of_split(discover_maps(root), split_cfg, allow_missing, where=Path(root) / "antenna")
+
+
+def maps_of_split(n_tx: dict[int, int], split_cfg: dict | str, allow_missing: bool = False, where="") -> dict:
+    """:func:`split_maps` over already discovered maps (``{map id: number of Tx}``)."""
+    if not isinstance(split_cfg, str):
+        return split_ids(n_tx, **split_cfg)
+    lists = published_split(split_cfg)
+    listed = sorted({m for ids in lists.values() for m in ids})
+    missing = [m for m in listed if m not in n_tx]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", …" if len(missing) > 10 else "")
+        key = f"data.radiomapseer.split {split_cfg!r}"
+        what = f"{where}: {len(missing)} of the {len(listed)} maps of {key} are missing ({shown})"
+        if not allow_missing:
+            raise DataError(f"{what}; set data.radiomapseer.allow_missing_maps: true to use the others")
+        warnings.warn(f"{what}; using the {len(listed) - len(missing)} found", stacklevel=2)
+    out = {k: [m for m in ids if m in n_tx] for k, ids in lists.items()}
+    for k, ids in out.items():
+        if not ids:
+            raise DataError(f"{where}: no map of the {k} split of {split_cfg!r} is in the folder")
+    return out
 
 
 def tx_position(path: str | Path) -> tuple[int, int]:
@@ -105,10 +133,11 @@ class RadioMapSeerDataset(Dataset):
         simulation: str = "DPM",
         condition: str = "static",
         image_size: int = 64,
-        split_cfg: dict | None = None,
+        split_cfg: dict | str | None = None,
         gain_threshold: float = 0.0,
         physics_exponent: float = 2.5,
         maps: list[int] | None = None,
+        allow_missing: bool = False,
     ):
         if condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
@@ -117,7 +146,8 @@ class RadioMapSeerDataset(Dataset):
         self.gain_threshold, self.physics_exponent = gain_threshold, physics_exponent
         n_tx = discover_maps(self.root)
         if maps is None:
-            maps = split_ids(n_tx, **(split_cfg or {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 42}))[split]
+            cfg = split_cfg or {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 42}
+            maps = maps_of_split(n_tx, cfg, allow_missing, where=self.root / "antenna")[split]
         self.samples = [Sample(m, t) for m in maps for t in range(n_tx[m])]
         self._buildings: dict[int, np.ndarray] = {}
 

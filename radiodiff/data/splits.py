@@ -1,4 +1,12 @@
-"""Disjoint train/val/test splits of discovered ids (SPEC Contracts: Splits)."""
+"""Splits of discovered ids (SPEC Contracts: Splits): radiodiff's disjoint ratio split of any
+folder, and RadioMapSeer's published splits by name (REFERENCE §1).
+
+The published splits follow the papers' loaders: the positions ``arange(700)`` are shuffled in
+place with numpy's legacy RNG after ``np.random.seed(42)``; the map id at a position is the value
+there + 1 (map 0 is never used); each split is a range of positions (inclusive). The Dec-2024
+RadioDiff code validates on part of its test maps; the Jul-2025 code's training range shares
+position 600 with its test range.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,33 @@ from collections.abc import Iterable
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+
+PUBLISHED_MAPS = 700  # positions shuffled by the papers' loaders (map ids 1..700)
+PUBLISHED_SEED = 42
+PUBLISHED_SPLITS: dict[str, dict[str, tuple[int, int]]] = {
+    "radiounet": {"train": (0, 500), "val": (501, 600), "test": (601, 699)},
+    "radiodiff_dec2024": {"train": (0, 500), "val": (600, 650), "test": (600, 699)},
+    "radiodiff_jul2025": {"train": (0, 600), "val": (600, 650), "test": (600, 699)},
+}
+
+
+def published_split(name: str) -> dict[str, list[int]]:
+    """The map ids of a published RadioMapSeer split (sorted per split), by the papers' rule."""
+    if name not in PUBLISHED_SPLITS:
+        raise ValueError(f"unknown published split {name!r}; one of {sorted(PUBLISHED_SPLITS)}")
+    positions = np.arange(PUBLISHED_MAPS)
+    np.random.RandomState(PUBLISHED_SEED).shuffle(positions)  # = np.random.seed(42); np.random.shuffle
+    return {k: sorted(int(v) + 1 for v in positions[a : b + 1]) for k, (a, b) in PUBLISHED_SPLITS[name].items()}
+
+
+def describe_split(split_cfg) -> str:
+    """One line naming a split setting (for summaries and the report)."""
+    if isinstance(split_cfg, str):
+        ranges = ", ".join(f"{k} positions {a}-{b}" for k, (a, b) in PUBLISHED_SPLITS[split_cfg].items())
+        return f"{split_cfg} (published map lists: {ranges} of arange(700) shuffled with numpy seed 42, id = value + 1)"
+    c = split_cfg
+    ratios = f"train {c['train']:g} / val {c['val']:g} / test {c['test']:g}"
+    return f"ratios {ratios} of the discovered ids, numpy seed {c['seed']}"
 
 
 def split_ids(ids: Iterable, train: float, val: float, test: float, seed: int = 42) -> dict[str, list]:

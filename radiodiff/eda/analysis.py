@@ -43,7 +43,9 @@ def run_eda(radiomapseer_root, icassp_root, out, params: dict) -> dict:
             fig.savefig(tmp / name, dpi=dpi)
             figures.append(name)
 
-        rms = radiomapseer.analyse(rms_root, rms_cfg["simulation"], rms_cfg["split"], cap, grid, save)
+        rms = radiomapseer.analyse(
+            rms_root, rms_cfg["simulation"], rms_cfg["split"], rms_cfg["allow_missing_maps"], cap, grid, save
+        )
         ica = icassp.analyse(ica_root, ica_cfg["task"], ica_cfg["split"], cap, grid, save)
         content = {
             "radiomapseer": rms,

@@ -40,9 +40,9 @@ def _gain_db_to_gray_level(db) -> np.ndarray:
     return (np.asarray(db, dtype=np.float64) - PG_FLOOR_DB) / RADIOMAPSEER_DB_PER_UNIT * 255.0
 
 
-def analyse(root: Path, simulation: str, split_cfg: dict, cap: int, grid: int, save) -> dict:
+def analyse(root: Path, simulation: str, split_cfg, allow_missing: bool, cap: int, grid: int, save) -> dict:
     n_tx = discover_maps(root)
-    splits = split_maps(root, split_cfg)
+    splits = split_maps(root, split_cfg, allow_missing)
     gain_dir = root / "gain" / simulation
     if not gain_dir.is_dir():
         raise DataError(f"{gain_dir}: gain folder of simulation {simulation!r} not found")

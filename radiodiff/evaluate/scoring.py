@@ -28,6 +28,7 @@ from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_json, write_json
 from radiodiff.data.icassp import parse_name
 from radiodiff.data.items import StackedItems, map_splits
+from radiodiff.data.splits import describe_split
 from radiodiff.evaluate.maps import METHODS, read_maps
 from radiodiff.metrics import MetricAccumulator, building_pixels, write_rows, zero_buildings
 
@@ -145,7 +146,11 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     summary, rows = score(dataset, items, preds, splits.db_per_unit, timing)
     extra = {}
     if dataset == "radiomapseer":
-        extra = {"simulation": data["simulation"], "physics_exponent": timing["physics"].get("exponent")}
+        extra = {
+            "simulation": data["simulation"],
+            "split_rule": describe_split(data["split"]),
+            "physics_exponent": timing["physics"].get("exponent"),
+        }
     summary["protocol"] = protocol(dataset, items, splits.db_per_unit, "test", **extra)
     write_outputs(out, summary, rows)
     print(headline_table(summary), file=sys.stderr)

@@ -63,6 +63,7 @@ RMS_DATA = (
     "data.radiomapseer.gain_threshold",
     "data.radiomapseer.physics_exponent",
     "data.radiomapseer.split",
+    "data.radiomapseer.allow_missing_maps",
 )
 
 
@@ -160,7 +161,14 @@ def _table() -> list[Stage]:
             "eda",
             "radiodiff.eda.analysis",
             f"radiodiff eda --radiomapseer {RMS_ROOT} --icassp {ICASSP_ROOT} --out results/eda",
-            ("eda", "data.radiomapseer.simulation", "data.radiomapseer.split", "data.icassp.task", "data.icassp.split"),
+            (
+                "eda",
+                "data.radiomapseer.simulation",
+                "data.radiomapseer.split",
+                "data.radiomapseer.allow_missing_maps",
+                "data.icassp.task",
+                "data.icassp.split",
+            ),
             (RMS_ROOT, ICASSP_ROOT, RMS_VALIDATION, ICASSP_VALIDATION),
             (Output("results/eda"),),
         ),
@@ -170,7 +178,11 @@ def _table() -> list[Stage]:
         if name == "radiomapseer":
             args, deps = f"--root {RMS_ROOT} --edges {EDGES}", (RMS_ROOT, RMS_VALIDATION, EDGES)
             data = ("data.radiomapseer.simulation", "data.radiomapseer.image_size")
-            data += ("data.radiomapseer.gain_threshold", "data.radiomapseer.split")
+            data += (
+                "data.radiomapseer.gain_threshold",
+                "data.radiomapseer.split",
+                "data.radiomapseer.allow_missing_maps",
+            )
         else:
             args, deps, data = f"--crops {CROPS}", (CROPS, ICASSP_VALIDATION), ()
         stages.append(

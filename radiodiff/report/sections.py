@@ -189,6 +189,7 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
     sentences = [
         f"Test split: {fmt(protocol.get('maps'))} maps at {protocol.get('resolution', '?')}",
         f"scale: {protocol.get('scale', '?')}",
+        f"split: {protocol['split_rule']}" if "split_rule" in protocol else "",
         protocol.get("scope", ""),
         protocol.get("buildings", ""),
         f"RadioDiff samples with {steps} steps",
