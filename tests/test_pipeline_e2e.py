@@ -366,3 +366,36 @@ def test_real_radiomapseer_root_runs_without_synthesis(repo_copy, real_root):
     p = run(["dvc", "repro", "--force", "edges"], cwd=repo_copy)
     assert dvc_ran(p.stdout + p.stderr) == {"validate_radiomapseer", "edges"}
     assert not (repo_copy / "data/raw/radiomapseer").exists()
+
+
+def test_irt4_layout_runs_the_radiomapseer_stages(repo_copy, tmp_path):
+    """A multi-map folder in the real IRT4 layout: every Tx listed in antenna/*.json, gain maps for
+    Tx 0-1 only (their numbers kept). Validation reports the coverage; the stages use those Tx."""
+    from radiodiff.synthetic.radiomapseer import synthesize
+
+    root = tmp_path / "irt4"
+    synthesize(root, maps=10, tx_per_map=4, seed=3, size_px=64)
+    (root / "gain/IRT4").mkdir()
+    for p in (root / "gain/DPM").glob("*_[01].png"):
+        shutil.copy(p, root / "gain/IRT4" / p.name)
+    edit_params(repo_copy, "data.radiomapseer.root", str(root))
+    edit_params(repo_copy, "data.radiomapseer.simulation", "IRT4")
+    ran = snakemake(repo_copy, "results/evaluate/radiomapseer/summary.json")
+    assert ran == {
+        "validate_radiomapseer",
+        "edges",
+        "train_vae_radiomapseer",
+        "train_ldm_radiomapseer",
+        "train_radiounet_radiomapseer",
+        "sample_radiomapseer",
+        "evaluate_radiomapseer",
+    }
+    report = json.loads((repo_copy / "data/validation/radiomapseer.json").read_text())
+    assert report["coverage"]["IRT4"] == {"maps": 10, "samples": 20, "listed": 40, "fraction": 0.5}
+    assert report["counts"]["samples"] == 20
+    names = sorted(p.stem for p in (repo_copy / "data/radiomapseer/edges").glob("*.png"))
+    assert len(names) == 20 and {n.split("_")[1] for n in names} == {"0", "1"}
+    summary = json.loads((repo_copy / "results/evaluate/radiomapseer/summary.json").read_text())
+    assert summary["protocol"]["simulation"] == "IRT4" and summary["protocol"]["maps"] == 2  # 1 test map × Tx 0-1
+    samples = sorted(p.stem for p in (repo_copy / "results/samples/radiomapseer/radiodiff").glob("*.png"))
+    assert len(samples) == 2 and {n.split("_")[1] for n in samples} == {"0", "1"}

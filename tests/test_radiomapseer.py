@@ -255,9 +255,53 @@ def test_validate_clean(tiny_radiomapseer):
 
 def test_validate_missing_png(tiny_radiomapseer, tmp_path):
     ds = _copy(tiny_radiomapseer, tmp_path)
+    (ds / "png/antennas/3_1.png").unlink()
+    r = validate(ds)
+    assert not r["ok"] and any("antennas/3_1.png" in p and "not found" in p for p in r["problems"])
+
+
+def test_absent_gain_maps_are_coverage(tiny_radiomapseer, tmp_path):
+    """A Tx without a gain map is not simulated: validation reports coverage, the reader skips it."""
+    ds = _copy(tiny_radiomapseer, tmp_path)
     (ds / "gain/DPM/3_1.png").unlink()
     r = validate(ds)
-    assert not r["ok"] and any("gain/DPM/3_1.png" in p and "not found" in p for p in r["problems"])
+    assert r["ok"] and r["counts"]["samples"] == 9
+    assert r["coverage"]["DPM"] == {"maps": 5, "samples": 9, "listed": 10, "fraction": 0.9}
+    assert r["coverage"]["carsDPM"]["samples"] == 10
+    assert any("gain maps for 9 of the 10 listed Tx" in w for w in r["warnings"])
+    names = [s.name for s in RadioMapSeerDataset(ds, maps=[3, 4], image_size=32).samples]
+    assert names == ["3_0", "4_0", "4_1"]
+
+
+def test_gain_map_without_antenna_entry(tiny_radiomapseer, tmp_path):
+    ds = _copy(tiny_radiomapseer, tmp_path)
+    shutil.copy(ds / "gain/DPM/2_1.png", ds / "gain/DPM/2_5.png")
+    r = validate(ds)
+    assert not r["ok"] and any("gain/DPM/2_5.png: no antenna entry" in p for p in r["problems"])
+    with pytest.raises(
+        DataError, match=r"gain/DPM/2_5.png: no antenna entry for this Tx \(antenna/2.json lists 2 Tx\)"
+    ):
+        RadioMapSeerDataset(ds, maps=[2])
+
+
+def test_simulation_without_gain_folder(tiny_radiomapseer):
+    r = validate(tiny_radiomapseer, simulation="IRT2")
+    assert not r["ok"] and any("gain/IRT2: folder not found" in p for p in r["problems"])
+    with pytest.raises(DataError, match=r"gain/IRT2: gain folder not found \(data.radiomapseer.simulation"):
+        RadioMapSeerDataset(tiny_radiomapseer, simulation="IRT2")
+
+
+def test_real_irt4_layout_reports_coverage(real_root):
+    """Real map 0 with its four Tx (0, 1, 10, 11 of the dataset) listed and an IRT4 folder holding
+    Tx 0-1 only, as the real IRT4: it validates, with coverage 2 of 4."""
+    (real_root / "gain/IRT4").mkdir()
+    for t in (0, 1):
+        shutil.copy(real_root / f"gain/DPM/0_{t}.png", real_root / f"gain/IRT4/0_{t}.png")
+    r = validate(real_root, simulation="IRT4")
+    assert r["ok"], r["problems"]
+    assert r["coverage"]["IRT4"] == {"maps": 1, "samples": 2, "listed": 4, "fraction": 0.5}
+    assert r["coverage"]["DPM"]["samples"] == 4 and r["counts"]["samples"] == 2
+    assert [s.name for s in RadioMapSeerDataset(real_root, simulation="IRT4", maps=[0]).samples] == ["0_0", "0_1"]
 
 
 def test_validate_corrupt_png(tiny_radiomapseer, tmp_path):

@@ -11,6 +11,7 @@ model's ``image_size``; the Tx channel is one-hot at the downsampled Tx pixel.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,57 @@ def discover_maps(root: str | Path) -> dict[int, int]:
     if not maps:
         raise DataError(f"{adir}: no {{map}}.json files")
     return dict(sorted(maps.items()))
+
+
+def gain_files(root: str | Path, simulation: str) -> dict[int, set[int]]:
+    """``{map id: Tx numbers}`` of the gain maps ``gain/{simulation}/{map}_{tx}.png`` present
+    (one directory listing; names that are not ``{map}_{tx}.png`` are ignored)."""
+    gdir = Path(root) / "gain" / simulation
+    if not gdir.is_dir():
+        raise DataError(f"{gdir}: gain folder not found (data.radiomapseer.simulation is {simulation!r})")
+    found: dict[int, set[int]] = {}
+    for name in os.listdir(gdir):
+        stem, ext = os.path.splitext(name)
+        m, _, t = stem.partition("_")
+        if ext == ".png" and m.isdigit() and t.isdigit():
+            found.setdefault(int(m), set()).add(int(t))
+    return found
+
+
+def available_tx(root: str | Path, simulation: str, n_tx: dict[int, int] | None = None) -> dict[int, list[int]]:
+    """``{map id: Tx numbers with a gain map}`` for every listed map, in the simulation's folder.
+
+    Simulations need not cover every listed Tx (the real ``gain/IRT4`` and ``carsIRT4`` hold Tx 0
+    and 1 of each map only): Tx keep their numbers from ``antenna/{map}.json``. A gain map of a Tx
+    the JSON does not list is an error naming the file.
+    """
+    n_tx = discover_maps(root) if n_tx is None else n_tx
+    found = gain_files(root, simulation)
+    for m, txs in sorted(found.items()):
+        extra = sorted(t for t in txs if t >= n_tx.get(m, 0))
+        if extra:
+            path = Path(root) / "gain" / simulation / f"{m}_{extra[0]}.png"
+            listed = f"antenna/{m}.json lists {n_tx[m]} Tx" if m in n_tx else f"antenna/{m}.json not found"
+            raise DataError(f"{path}: no antenna entry for this Tx ({listed})")
+    return {m: sorted(found.get(m, ())) for m in n_tx}
+
+
+def simulation_coverage(root: str | Path, n_tx: dict[int, int]) -> dict[str, dict]:
+    """Per simulation folder under ``gain/``: maps with at least one gain map, listed Tx with a
+    gain map (``samples``), listed Tx (``listed``) and their ratio."""
+    gdir = Path(root) / "gain"
+    listed = sum(n_tx.values())
+    out = {}
+    for sim in sorted(p.name for p in gdir.iterdir() if p.is_dir()) if gdir.is_dir() else []:
+        found = {m: [t for t in txs if t < n_tx[m]] for m, txs in gain_files(root, sim).items() if m in n_tx}
+        samples = sum(len(t) for t in found.values())
+        out[sim] = {
+            "maps": sum(1 for t in found.values() if t),
+            "samples": samples,
+            "listed": listed,
+            "fraction": round(samples / listed, 4) if listed else 0.0,
+        }
+    return out
 
 
 def split_maps(root, split_cfg: dict | str, allow_missing: bool = False) -> dict[str, list[int]]:
@@ -118,7 +170,7 @@ def tx_onehot(tx_rc: tuple[int, int], shape: tuple[int, int], size: int) -> tupl
 
 
 class RadioMapSeerDataset(Dataset):
-    """One item per (map, Tx) of a split.
+    """One item per (map, Tx) of a split, for the Tx that have a gain map of the simulation.
 
     Item: ``condition`` 3×S×S and ``target`` 1×S×S in [−1, 1]; ``buildings`` 1×S×S in [0, 1]
     (area fraction); ``tx`` (row, col) at the model resolution; ``name`` "{map}_{tx}".
@@ -148,7 +200,8 @@ class RadioMapSeerDataset(Dataset):
         if maps is None:
             cfg = split_cfg or {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 42}
             maps = maps_of_split(n_tx, cfg, allow_missing, where=self.root / "antenna")[split]
-        self.samples = [Sample(m, t) for m in maps for t in range(n_tx[m])]
+        txs = available_tx(self.root, simulation, n_tx)
+        self.samples = [Sample(m, t) for m in maps for t in txs[m]]
         self._buildings: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:

@@ -1,7 +1,10 @@
 """Validate a RadioMapSeer folder: every file present, paired, readable, sized and in range.
 
 Returns the findings (the validation report); problems are collected (each names its file), never raised one by one,
-so a user sees everything wrong in one pass.
+so a user sees everything wrong in one pass. A simulation need not hold a gain map for every Tx
+listed in ``antenna/*.json`` (the real IRT4 and carsIRT4 hold Tx 0 and 1 only): the findings give
+each simulation folder's coverage (maps × Tx found), and the chosen simulation's Tx with a gain map
+are checked.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
 from radiodiff.data.problems import conclude
+from radiodiff.data.radiomapseer import simulation_coverage
 
 
 def validate(root: str | Path, simulation: str = "DPM", condition: str = "static") -> dict:
@@ -43,6 +47,24 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
         if not maps:
             problems.append(f"{adir}: no {{map}}.json files")
 
+    gain_dir = root / "gain" / simulation
+    present = _gain_names(gain_dir)
+    if present is None and root.is_dir():
+        problems.append(f"{gain_dir}: folder not found (simulation {simulation!r})")
+    present = present or set()
+    listed = {f"{m}_{t}" for m, txs in maps.items() for t in range(len(txs))}
+    for name in sorted(present - listed):
+        problems.append(f"{gain_dir / name}.png: no antenna entry for this Tx in antenna/{name.split('_')[0]}.json")
+    coverage = simulation_coverage(root, {m: len(txs) for m, txs in maps.items()})
+    c = coverage.get(simulation)
+    if c and 0 < c["samples"] < c["listed"]:
+        warnings.append(
+            f"{gain_dir}: gain maps for {c['samples']} of the {c['listed']} listed Tx ({c['maps']} maps); "
+            "the others are not used"
+        )
+    elif c and c["samples"] == 0 and maps:
+        problems.append(f"{gain_dir}: no gain map of any Tx listed in antenna/*.json")
+
     shape = None
     n_samples = 0
     gray_hist = np.zeros(256, dtype=np.int64)
@@ -70,6 +92,8 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
                 problems.append(str(e))
         jpath = root / "antenna" / f"{m}.json"
         for t, (x, y) in enumerate(txs):
+            if f"{m}_{t}" not in present:
+                continue  # not simulated (coverage)
             apath = root / "png/antennas" / f"{m}_{t}.png"
             gpath = root / "gain" / simulation / f"{m}_{t}.png"
             try:
@@ -103,14 +127,6 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
                 warnings.append(f"{gpath}: {int((g[bmask] > 0).sum())} building pixels are not 0")
             gray_hist += np.bincount(g[~bmask].ravel(), minlength=256)
             n_samples += 1
-    gain_dir = root / "gain" / simulation
-    if gain_dir.is_dir():
-        expected = {f"{m}_{t}" for m, txs in maps.items() for t in range(len(txs))}
-        for png in sorted(gain_dir.glob("*.png")):
-            if png.stem not in expected:
-                warnings.append(f"{png}: no matching entry in antenna/*.json (unpaired, ignored)")
-    elif root.is_dir():
-        problems.append(f"{gain_dir}: folder not found")
 
     cdf = np.cumsum(gray_hist) / max(gray_hist.sum(), 1)
     findings.update(
@@ -119,6 +135,7 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
         warnings=warnings[:200],
         n_warnings=len(warnings),
         counts={"maps": len(maps), "samples": n_samples, "tx_per_map": sorted({len(t) for t in maps.values()})},
+        coverage=coverage,
         image_size=list(shape[::-1]) if shape else None,
         building_fraction_mean=float(np.mean(building_fraction)) if building_fraction else None,
         gray_percentiles_outdoor={str(q): int(np.searchsorted(cdf, q / 100)) for q in (1, 10, 50, 90, 99)}
@@ -126,6 +143,13 @@ def validate(root: str | Path, simulation: str = "DPM", condition: str = "static
         else None,
     )
     return findings
+
+
+def _gain_names(gain_dir: Path) -> set[str] | None:
+    """Stems ``{map}_{tx}`` of the PNGs in a gain folder (None when it does not exist)."""
+    if not gain_dir.is_dir():
+        return None
+    return {p.stem for p in gain_dir.glob("*.png")}
 
 
 def run(params: dict, root, out=None) -> dict:

@@ -18,7 +18,7 @@ from radiodiff.core.encodings import (
 )
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png
-from radiodiff.data.radiomapseer import discover_maps, split_maps, tx_position
+from radiodiff.data.radiomapseer import available_tx, discover_maps, simulation_coverage, split_maps, tx_position
 from radiodiff.data.splits import SPLITS
 from radiodiff.eda.common import (
     SPLIT_COLORS,
@@ -44,11 +44,11 @@ def analyse(root: Path, simulation: str, split_cfg, allow_missing: bool, cap: in
     n_tx = discover_maps(root)
     splits = split_maps(root, split_cfg, allow_missing)
     gain_dir = root / "gain" / simulation
-    if not gain_dir.is_dir():
-        raise DataError(f"{gain_dir}: gain folder of simulation {simulation!r} not found")
-    samples = [(m, t) for m, n in n_tx.items() for t in range(n)]
+    txs = available_tx(root, simulation, n_tx)
+    samples = [(m, t) for m, ts in txs.items() for t in ts]
     if not samples:
-        raise DataError(f"{root / 'antenna'}: no transmitters listed in any map")
+        raise DataError(f"{gain_dir}: no gain map of any Tx listed in {root / 'antenna'}")
+    coverage = simulation_coverage(root, n_tx)
 
     # Building statistics over up to `cap` maps, gain statistics over up to `cap` samples (both
     # evenly spaced); the masks of the gain samples' maps are read as well.
@@ -85,13 +85,14 @@ def analyse(root: Path, simulation: str, split_cfg, allow_missing: bool, cap: in
         "root": str(root),
         "simulation": simulation,
         "maps": len(n_tx),
-        "transmitters": len(samples),
+        "transmitters": sum(n_tx.values()),
         "samples": len(samples),
+        "coverage": coverage,
         "tx_per_map": stats(list(n_tx.values())),
         "gain_files": sum(1 for _ in gain_dir.glob("*.png")),
         "image_size_px": list(shape),
         "split": {
-            s: {"maps": len(splits[s]), "samples": sum(n_tx[m] for m in splits[s]), "map_ids": splits[s]}
+            s: {"maps": len(splits[s]), "samples": sum(len(txs[m]) for m in splits[s]), "map_ids": splits[s]}
             for s in SPLITS
         },
         "files_read": {"building_masks": len(masks), "gain_maps": len(chosen)},
@@ -105,7 +106,7 @@ def analyse(root: Path, simulation: str, split_cfg, allow_missing: bool, cap: in
         for k, v in summary["gray_percentiles_outdoor"].items()
     }
 
-    save(_rms_structure(n_tx, splits), "radiomapseer_structure.png")
+    save(_rms_structure(n_tx, txs, splits, coverage, simulation), "radiomapseer_structure.png")
     save(_rms_tx_density(tx_rc, shape), "radiomapseer_tx_density.png")
     save(_rms_buildings(masks, mask_maps, shape, building_fraction), "radiomapseer_buildings.png")
     save(_rms_gray_hist(gray_hist, summary["gray_percentiles_outdoor"]), "radiomapseer_gray_histogram.png")
@@ -115,15 +116,16 @@ def analyse(root: Path, simulation: str, split_cfg, allow_missing: bool, cap: in
     return summary
 
 
-def _rms_structure(n_tx: dict[int, int], splits: dict[str, list[int]]) -> Figure:
-    fig = figure(figsize=(10, 3.6))
-    axes = fig.subplots(1, 3)
-    fig.suptitle(f"RadioMapSeer structure: {len(n_tx)} maps, {sum(n_tx.values())} samples (split by map)")
+def _rms_structure(n_tx: dict[int, int], txs: dict[int, list[int]], splits: dict, coverage: dict, sim: str) -> Figure:
+    fig = figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 4)
+    n = sum(len(t) for t in txs.values())
+    fig.suptitle(f"RadioMapSeer structure: {len(n_tx)} maps, {n} samples of {sim} (split by map)")
     for ax, (label, values) in zip(
         axes,
         [
             ("maps", [len(splits[s]) for s in SPLITS]),
-            ("samples (map × Tx)", [sum(n_tx[m] for m in splits[s]) for s in SPLITS]),
+            ("samples (map × Tx)", [sum(len(txs[m]) for m in splits[s]) for s in SPLITS]),
         ],
         strict=False,
     ):
@@ -135,7 +137,15 @@ def _rms_structure(n_tx: dict[int, int], splits: dict[str, list[int]]) -> Figure
     bar_labels(axes[2], axes[2].bar([str(k) for k in ks], [counts[k] for k in ks], color="tab:gray"))
     axes[2].set_xlabel("Tx per map")
     axes[2].set_ylabel("maps")
-    axes[2].set_title("transmitters per map")
+    axes[2].set_title("transmitters per map (antenna/*.json)")
+    sims = list(coverage)
+    colors = ["tab:blue" if s == sim else "tab:gray" for s in sims]
+    bars = axes[3].bar(sims, [100 * coverage[s]["fraction"] for s in sims], color=colors)
+    axes[3].bar_label(bars, labels=[f"{coverage[s]['samples']}/{coverage[s]['listed']}" for s in sims], fontsize=8)
+    axes[3].set_ylim(0, 115)
+    axes[3].set_ylabel("listed Tx with a gain map (%)")
+    axes[3].set_title("coverage per simulation")
+    axes[3].tick_params(axis="x", labelrotation=30)
     return fig
 
 
