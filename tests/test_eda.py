@@ -140,6 +140,7 @@ def test_icassp_counts_and_statistics(eda_out, roots):
     assert pats["Ant1"]["gain_span_db"] == 0 and pats["Ant1"]["front_to_back_db"] == 0
     for a in range(2, 6):
         assert pats[f"Ant{a}"]["gain_span_db"] > 5 and pats[f"Ant{a}"]["front_to_back_db"] > 5
+        assert pats[f"Ant{a}"]["max_gain_db"] == 0 and -25 < pats[f"Ant{a}"]["mean_gain_db"] < -5
     sizes = ica["image_size_px"]
     assert 40 <= sizes["width"][0] <= sizes["width"][1] <= 56
     assert 40 <= sizes["height"][0] <= sizes["height"][1] <= 56

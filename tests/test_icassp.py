@@ -123,6 +123,8 @@ def test_patterns_isotropic_and_directional(tmp_path):
     assert 10.0 <= spans[0] <= 14.0 and 45.0 <= spans[-1] <= 52.0
     for a in ANTENNAS[1:]:
         assert int(np.argmax(patterns[a])) in (0, 1, 359)  # boresight at index 0
+        assert patterns[a].max() == 0.0  # relative gains, as the real patterns (peak about 0 dB)
+        assert -25.0 <= patterns[a].mean() <= -5.0  # the real directional patterns' mean gains
     assert not np.array_equal(make_patterns(1)[4], patterns[4])
 
     path = tmp_path / "Ant4_Pattern.csv"
@@ -454,6 +456,16 @@ def test_validate_out_of_range_is_a_warning(raw_copy):
     report = validate(raw_copy, TASK3)
     assert report["ok"] is True
     assert any(str(out_file) in w and "3 pixels" in w for w in report["warnings"])
+
+
+def test_validate_warns_on_a_pattern_peak_far_from_0_db(raw_copy):
+    """Synthetic patterns are relative gains like the real ones; an absolute-gain file is flagged."""
+    assert not any("peak gain" in w for w in validate(raw_copy, TASK3)["warnings"])
+    pattern = raw_copy / "Radiation_Patterns" / "Ant4_Pattern.csv"
+    write_pattern(pattern, read_pattern(pattern) + 11.0)
+    report = validate(raw_copy, TASK3)
+    assert report["ok"] is True
+    assert any(w.startswith(f"{pattern}: peak gain +11.0 dB, far from 0 dB") for w in report["warnings"])
 
 
 def test_validate_missing_folders(tmp_path):

@@ -28,6 +28,9 @@ from radiodiff.data.icassp import (
 from radiodiff.data.problems import conclude
 from radiodiff.physics.antenna import read_pattern
 
+# The real challenge patterns peak between −2.5 and 0 dB (REFERENCE.md §5); further is suspicious.
+PATTERN_PEAK_TOLERANCE_DB = 3.0
+
 
 def validate(root: str | os.PathLike, task: str) -> dict:
     """Check ``root`` for the ``task`` folder pair; returns the findings (see module docstring)."""
@@ -61,7 +64,7 @@ def validate(root: str | os.PathLike, task: str) -> dict:
             ids.append(sid)
     ids.sort()
 
-    patterns_ok = _check_patterns(root, ids, in_dir, problems)
+    patterns_ok = _check_patterns(root, ids, in_dir, problems, warnings)
     details = _read_details(root, ids, problems)
     positions: dict[Path, np.ndarray | None] = {}
     sizes: dict[int, Counter] = defaultdict(Counter)
@@ -129,8 +132,11 @@ def validate(root: str | os.PathLike, task: str) -> dict:
     return findings
 
 
-def _check_patterns(root: Path, ids: list[SampleId], in_dir: Path, problems: list[str]) -> dict[str, bool]:
-    """One check per antenna id in use: its pattern file exists and holds 360 numeric gains."""
+def _check_patterns(
+    root: Path, ids: list[SampleId], in_dir: Path, problems: list[str], warnings: list[str]
+) -> dict[str, bool]:
+    """One check per antenna id in use: its pattern file exists and holds 360 numeric gains; a
+    peak far from 0 dB is a warning (the real patterns are relative gains, peaks −2.5 to 0 dB)."""
     users = defaultdict(list)
     for sid in ids:
         users[sid.antenna].append(sid)
@@ -145,8 +151,13 @@ def _check_patterns(root: Path, ids: list[SampleId], in_dir: Path, problems: lis
             status[f"Ant{a}"] = False
             continue
         try:
-            read_pattern(path)
+            peak = float(read_pattern(path).max())
             status[f"Ant{a}"] = True
+            if abs(peak) > PATTERN_PEAK_TOLERANCE_DB:
+                warnings.append(
+                    f"{path}: peak gain {peak:+.1f} dB, far from 0 dB (the challenge's patterns are relative "
+                    "gains peaking at about 0 dB; a positive peak puts FSPL − G(θ) below free space)"
+                )
         except DataError as e:
             problems.append(str(e))
             status[f"Ant{a}"] = False

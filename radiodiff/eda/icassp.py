@@ -131,10 +131,12 @@ def _antenna_number(path: Path) -> int:
 
 
 def _pattern_stats(pattern: np.ndarray) -> dict[str, float]:
-    """Gain span (max − min) and front-to-back ratio: gain at the peak minus gain 180° from it."""
+    """Peak and mean gain (dB over the 360 degrees), gain span (max − min) and front-to-back
+    ratio: gain at the peak minus gain 180° from it."""
     peak = int(np.argmax(pattern))
     return {
         "max_gain_db": round(float(pattern.max()), 3),
+        "mean_gain_db": round(float(pattern.mean()), 3),
         "min_gain_db": round(float(pattern.min()), 3),
         "gain_span_db": round(float(pattern.max() - pattern.min()), 3),
         "peak_deg": peak,
@@ -253,7 +255,11 @@ def _ica_patterns(patterns: dict[int, np.ndarray]) -> Figure:
         ax.set_rlabel_position(157.5)  # radial labels away from the main lobe
         ax.tick_params(labelsize=7)
         s = _pattern_stats(p)
-        ax.set_title(f"Ant{a}\nspan {s['gain_span_db']:.1f} dB, F/B {s['front_to_back_db']:.1f} dB", fontsize=9)
+        ax.set_title(
+            f"Ant{a}: peak {s['max_gain_db']:+.1f}, mean {s['mean_gain_db']:+.1f} dB\n"
+            f"span {s['gain_span_db']:.1f} dB, F/B {s['front_to_back_db']:.1f} dB",
+            fontsize=9,
+        )
     if not patterns:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no Radiation_Patterns/Ant*_Pattern.csv", ha="center")

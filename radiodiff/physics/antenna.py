@@ -4,9 +4,12 @@ A pattern is 360 gains in dB, one per azimuth degree relative to the antenna's b
 The gain a pixel sees follows SPEC's "ICASSP conventions": θ = atan2(Δrow, Δcol) in degrees
 (0° along +columns, clockwise on screen) and the pattern index is round(θ − azimuth) mod 360.
 
-Ant1 is isotropic; Ant2–5 are directional with a 3GPP TR 38.901-style parabolic main lobe
-``G(φ) = Gmax − min(12·(φ/φ3dB)², Am)`` and a rippled side-lobe floor, so their gain spans
-(max − min) range from about 12 to about 50 dB as in the real challenge patterns.
+Patterns are relative gains, as the real challenge patterns are (REFERENCE.md §5): the peak is
+0 dB. Ant1 is isotropic; Ant2–5 are directional with a 3GPP TR 38.901-style parabolic main lobe
+``G(φ) = −min(12·(φ/φ3dB)², S(φ))`` whose side lobes ``S`` sit near a side-lobe level with narrow
+nulls down to the depth ``Am``, so the gain spans (max − min) range from about 12 to about 50 dB
+and the mean gains from about −6 to −22 dB, as in the real patterns (spans 12–52 dB, mean gains
+−5 to −25 dB).
 """
 
 from __future__ import annotations
@@ -26,33 +29,33 @@ from radiodiff.physics.propagation import fspl_db, pixel_geometry
 ANTENNAS = (1, 2, 3, 4, 5)
 N_ANGLES = 360
 
-# Directional antennas: (half-power beamwidth deg, max gain dBi, front-to-back / floor depth Am dB).
+# Directional antennas: (half-power beamwidth deg, null depth Am dB, side-lobe level dB below the peak).
 _DIRECTIONAL = {
-    2: (90.0, 5.0, 12.0),
-    3: (65.0, 8.0, 25.0),
-    4: (40.0, 11.0, 38.0),
-    5: (25.0, 14.0, 50.0),
+    2: (90.0, 14.0, 8.0),
+    3: (65.0, 28.0, 12.0),
+    4: (40.0, 44.0, 16.0),
+    5: (25.0, 58.0, 20.0),
 }
 
 
 def make_patterns(seed: int) -> dict[int, np.ndarray]:
-    """The five antenna patterns (gain dB per degree, index 0 = boresight) for a dataset seed.
+    """The five antenna patterns (relative gain dB per degree, index 0 = boresight, peak 0 dB)
+    for a dataset seed.
 
-    The main lobes are fixed per antenna; the seed only moves the side-lobe ripple, as two
-    measured antennas of one model differ in their side lobes, not in their beam.
+    The main lobes are fixed per antenna; the seed only moves the side lobes (their number and
+    phase), as two measured antennas of one model differ in their side lobes, not in their beam.
     """
     offset = (np.arange(N_ANGLES) + 180) % N_ANGLES - 180.0  # φ in [−180, 180)
     patterns = {1: np.zeros(N_ANGLES)}
-    for a, (beamwidth, g_max, a_m) in _DIRECTIONAL.items():
+    for a, (beamwidth, a_m, side_level) in _DIRECTIONAL.items():
         rng = np.random.default_rng([seed, a])
-        attenuation = np.minimum(12.0 * (offset / beamwidth) ** 2, a_m)
-        # Side lobes: a smooth ripple of up to ~3 dB lifting the floor, never above it by more.
         lobes = int(rng.integers(4, 9))
         phase = rng.uniform(0.0, 2.0 * math.pi)
-        depth = rng.uniform(1.5, 3.0)
-        ripple = depth * 0.5 * (1.0 + np.cos(np.deg2rad(offset) * lobes + phase))
-        attenuation = np.minimum(attenuation, a_m - ripple)
-        patterns[a] = np.round(g_max - attenuation, 3)
+        # |cos|^(1/4) is near 1 over each lobe and falls to 0 in a narrow null between lobes.
+        lobe = np.abs(np.cos(np.deg2rad(offset) * lobes / 2 + phase)) ** 0.25
+        side = a_m - (a_m - side_level) * lobe
+        attenuation = np.minimum(12.0 * (offset / beamwidth) ** 2, side)
+        patterns[a] = np.round(-attenuation, 3) + 0.0  # + 0.0: no −0.0 in the CSV
     return patterns
 
 

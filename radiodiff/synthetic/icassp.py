@@ -8,7 +8,7 @@ Layout written (the real one; ``radiodiff.data.icassp`` reads both)::
     Outputs/Task_3_ICASSP/B{b}_Ant{a}_f{f}_S{s}.png  gray uint8: path loss dB, rounded, in [13, 160]
     Inputs|Outputs/Task_1_ICASSP/B{b}_Ant1_f1_S{s}.png   copies of Task 3's Ant1, f1 maps
     Positions/Positions_B{b}_Ant{a}_f{f}.csv         "X,Y,Azimuth"; row s ↔ S{s}; X = column, Y = row
-    Radiation_Patterns/Ant{a}_Pattern.csv            360 gains dB, no header
+    Radiation_Patterns/Ant{a}_Pattern.csv            360 relative gains dB (peak 0 dB), no header
     Building_Details/B{b}_Details.csv                "W,H"
 
 Buildings are indoor floor plans at 0.25 m/pixel: a concrete shell (with glass windows), one or
