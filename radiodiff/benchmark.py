@@ -1,8 +1,8 @@
 """The benchmark stage: speed and memory of every trained model on the current device.
 
-Per model folder: a few timed training steps (the training task's own loss, backward, AdamW
-step on a copy of the model, random batches of the model's own shapes; the first ``warmup``
-steps are not timed), giving
+Per model folder: a few timed training steps (the training task's own loss, the LDM's
+frozen-VAE encoding of the batch included, backward, AdamW step on a copy of the model, random
+batches of the model's own shapes; the first ``warmup`` steps are not timed), giving
 steps/s, ms/step and peak memory; and sampling ms per map at the configured batch size
 (RadioDiff at each of ``radiodiff_steps`` sampler steps; RadioUNet one forward pass). The
 physics baselines are timed too. Nothing is trained to convergence and no output is reused.
@@ -50,21 +50,12 @@ def _task_and_batch(pipe, batch: int, device, generator):
     """The model's training task on a copy of its network, and a random batch of its shapes."""
     cond = _condition(pipe, batch, device, generator)
     size = cond.shape[-1]
+    data = {"condition": cond, "target": torch.rand(batch, 1, size, size, generator=generator).to(device) * 2 - 1}
     if isinstance(pipe, RadioDiffPipeline):
+        # the LDM's step includes its frozen VAEs' encoding of the batch, as in training
         task = LDMTask.from_pipeline(pipe, unet=copy.deepcopy(pipe.unet).to(device))
-        cfg = task.model.config
-        side = size // pipe.vae.downsample_factor
-        latent = (batch, cfg.latent_channels, side, side)
-        data = {
-            "condition": cond,
-            "latent_mean": torch.randn(latent, generator=generator).to(device),
-            "latent_std": torch.full(latent, 0.1, device=device),
-        }
-        if cfg.extra_channels:
-            data["extra"] = torch.randn(batch, cfg.extra_channels, side, side, generator=generator).to(device)
     else:
         task = RadioUNetTask(copy.deepcopy(pipe.net).to(device), pipe.meta)
-        data = {"condition": cond, "target": torch.rand(batch, 1, size, size, generator=generator).to(device) * 2 - 1}
     task.model.train()
     return task, data
 

@@ -11,7 +11,7 @@ import torch
 
 from radiodiff.cli import main
 from radiodiff.core.io import read_png
-from radiodiff.data.items import N_DIHEDRAL, RadioMapSeerSplits, StackedItems, dihedral
+from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSplits, dihedral
 from radiodiff.evaluate.sampling import predict_items
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.pipelines import load_pipeline
@@ -49,7 +49,7 @@ def trained(tiny_radiomapseer, tmp_path_factory):
     AutoencoderKL(vae_cfg).save_pretrained(tmp / "vae")
     params = {
         "data": {"radiomapseer": DATA},
-        "runtime": {"num_workers": 0, "keep_states": 2, "state_dir": str(tmp / "state")},
+        "runtime": {"num_workers": 0, "pin_memory": True, "keep_states": 2, "state_dir": str(tmp / "state")},
         "train_ldm_radiomapseer": {"model": UNET, "diffusion": DIFFUSION, "data": {"augment": False}, "train": TRAIN},
         "train_radiounet_radiomapseer": {
             "model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"),
@@ -200,10 +200,16 @@ def test_dihedral_variants():
     variants = [dihedral(x, v) for v in range(N_DIHEDRAL)]
     assert torch.equal(variants[0], x)
     assert len({tuple(v.flatten().tolist()) for v in variants}) == 8
-    items = StackedItems({"a": x[None], "s": torch.tensor([7])}, ["n"], variants=8, spatial=("a",))
-    items.add_per_variant("z", torch.arange(8))
+
+    class Items(LazyItems):
+        spatial = ("a",)
+
+        def load(self, i):
+            return {"a": x, "s": torch.tensor(7)}
+
+    items = Items(["n"], variants=8)
     assert len(items) == 8
-    assert torch.equal(items[5]["a"], variants[5]) and items[5]["z"] == 5 and items[5]["s"] == 7
+    assert torch.equal(items[5]["a"], variants[5]) and items[5]["s"] == 7 and items[5]["name"] == "n"
 
 
 def test_radiomapseer_stages_refuse_augmentation(trained):

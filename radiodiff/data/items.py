@@ -1,7 +1,11 @@
-"""What the models see: the splits of both datasets as items held in memory (maps are small at
-model size), for the first-stage VAEs, the RadioDiff LDM and the RadioUNet baseline alike.
+"""What the models see: the splits of both datasets as items, for the first-stage VAEs, the
+RadioDiff LDM and the RadioUNet baseline alike.
 
-Map models (LDM, RadioUNet), :class:`StackedItems`:
+Training reads items when the loader asks for them (:class:`LazyItems`: the PNGs are decoded in
+the DataLoader's workers), so a training process's memory does not grow with the dataset; the
+sample and evaluate stages stack a split's items in memory (:class:`StackedItems`).
+
+Map models (LDM, RadioUNet), :class:`RadioMapSeerItems` and :class:`ICASSPItems`:
 
 - RadioMapSeer: ``condition`` 3×S×S ([buildings, Tx, third] in [−1, 1], third = buildings,
   cars or the fitted log-distance prior), ``target`` 1×S×S in [−1, 1], ``buildings`` 1×S×S
@@ -9,15 +13,14 @@ Map models (LDM, RadioUNet), :class:`StackedItems`:
 - ICASSP: the Tx-aware crops: ``condition`` = the 3 arranged channels, ``target`` the path
   loss, ``valid`` (False on padded pixels).
 
-First-stage VAEs, :class:`ImageItems`: ``image`` C×S×S in [−1, 1] and ``edges`` 1×S×S in
-[0, 1] (the RadioMapSeer gain map and its edge map; ICASSP building [R, G], antenna [B] or radio
-channels of the crops).
+First-stage VAEs, :class:`RadioMapSeerImages` and :class:`ICASSPImages`: ``image`` C×S×S in
+[−1, 1] and ``edges`` 1×S×S in [0, 1] (the RadioMapSeer gain map and its edge map; ICASSP
+building [R, G], antenna [B] or radio channels of the crops).
 
-Flip/rotation augmentation of the map models is deterministic: with ``variants=8`` a
-:class:`StackedItems` holds every sample under each of the 8 flips/rotations (item ``8·i + v``),
-so the engine's data order alone fixes what a step sees (exact resume), and tensors that cannot
-be transformed on the fly (latents of frozen VAEs) are precomputed per variant. The VAEs draw
-one flip/rotation per item instead (torch's global RNG, seeded per DataLoader worker).
+Flip/rotation augmentation is deterministic: with ``variants=8`` item ``8·i + v`` is sample
+``i`` under flip/rotation ``v`` (drawn per item from its index, not from an RNG), so the engine's
+data order, a pure function of (seed, epoch), alone fixes what a step sees (exact resume, with
+or without workers). Frozen VAEs encode on the training device per batch (the LDM's task).
 
 :class:`RadioMapSeerSplits` and :class:`ICASSPSplits` are the per-dataset adapters the training,
 sampling and scoring stages share: the training and validation sets of a map model, the items a
@@ -50,52 +53,24 @@ def dihedral(x: torch.Tensor, v: int) -> torch.Tensor:
     return torch.rot90(x, v % 4, dims=(-2, -1)) if v % 4 else x
 
 
-def random_variant() -> int:
-    """One of the 8 flips/rotations, drawn from torch's global RNG (rotation, then flip)."""
-    k = int(torch.randint(4, (1,)))
-    flip = bool(torch.randint(2, (1,)))
-    return 4 * flip + k
-
-
 # --------------------------------------------------------------------------------- containers
 
 
 class StackedItems(Dataset):
-    """Items from stacked tensors (first dim = sample). With ``variants=8``, item ``8·i + v`` is
-    sample ``i`` with the tensors named in ``spatial`` under :func:`dihedral` ``v``, and the
-    tensors named in ``per_variant`` (first dim 8·N) indexed directly."""
+    """Items from stacked tensors (first dim = sample): a split held in memory for sampling and
+    scoring, or the items of one input."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor], names: list[str], variants: int = 1, spatial=()):
-        if variants not in (1, N_DIHEDRAL):
-            raise ValueError(f"StackedItems: variants must be 1 or {N_DIHEDRAL}, got {variants}")
-        self.tensors, self.names, self.variants, self.spatial = dict(tensors), list(names), variants, tuple(spatial)
-        self.per_variant: dict[str, torch.Tensor] = {}
+    def __init__(self, tensors: dict[str, torch.Tensor], names: list[str]):
+        self.tensors, self.names = dict(tensors), list(names)
         for k, v in self.tensors.items():
             if len(v) != len(self.names):
                 raise ValueError(f"StackedItems: {k!r} has {len(v)} rows for {len(self.names)} names")
 
-    def add_per_variant(self, key: str, tensor: torch.Tensor) -> None:
-        if len(tensor) != len(self):
-            raise ValueError(f"StackedItems: {key!r} has {len(tensor)} rows for {len(self)} items")
-        self.per_variant[key] = tensor
-
     def __len__(self) -> int:
-        return len(self.names) * self.variants
+        return len(self.names)
 
-    def variant_tensor(self, key: str) -> torch.Tensor:
-        """``tensors[key]`` expanded to every item (all variants), e.g. to encode them once."""
-        x = self.tensors[key]
-        if self.variants == 1:
-            return x
-        return torch.stack([dihedral(x, v) for v in range(self.variants)], dim=1).flatten(0, 1)
-
-    def __getitem__(self, j: int) -> dict:
-        i, v = divmod(j, self.variants)
-        item = {
-            k: (dihedral(t[i], v).contiguous() if v and k in self.spatial else t[i]) for k, t in self.tensors.items()
-        }
-        item |= {k: t[j] for k, t in self.per_variant.items()}
-        return {**item, "name": self.names[i]}
+    def __getitem__(self, i: int) -> dict:
+        return {**{k: t[i] for k, t in self.tensors.items()}, "name": self.names[i]}
 
 
 def concat_items(parts: list[StackedItems]) -> StackedItems:
@@ -108,23 +83,105 @@ def concat_items(parts: list[StackedItems]) -> StackedItems:
     )
 
 
-class ImageItems(Dataset):
-    """Stacked images (+ optional edge weights) of a VAE; ``augment`` draws one of the 8
-    flips/rotations per item (:func:`random_variant`)."""
+class LazyItems(Dataset):
+    """Items read when asked for (in the DataLoader's workers): ``load(i)`` gives sample ``i``'s
+    tensors. With ``variants=8``, item ``8·i + v`` is sample ``i`` with the tensors named in
+    ``spatial`` under :func:`dihedral` ``v``."""
 
-    def __init__(self, images: torch.Tensor, names: list[str], edges: torch.Tensor | None = None, augment=False):
-        self.images, self.names, self.edges, self.augment = images, names, edges, augment
+    spatial: tuple[str, ...] = ()
+
+    def __init__(self, names: list[str], variants: int = 1):
+        if variants not in (1, N_DIHEDRAL):
+            raise ValueError(f"{type(self).__name__}: variants must be 1 or {N_DIHEDRAL}, got {variants}")
+        self.names, self.variants = list(names), variants
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.names) * self.variants
 
-    def __getitem__(self, i: int) -> dict:
-        x = self.images[i]
-        e = self.edges[i] if self.edges is not None else torch.zeros_like(x[:1])
-        if self.augment:
-            v = random_variant()
-            x, e = dihedral(x, v).contiguous(), dihedral(e, v).contiguous()
-        return {"image": x, "edges": e, "name": self.names[i]}
+    def load(self, i: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __getitem__(self, j: int) -> dict:
+        i, v = divmod(j, self.variants)
+        item = self.load(i)
+        if v:
+            item = {k: dihedral(t, v).contiguous() if k in self.spatial else t for k, t in item.items()}
+        return {**item, "name": self.names[i]}
+
+    def first(self) -> dict:
+        if not self.names:
+            raise DataError(f"{type(self).__name__}: no items")
+        return self.load(0)
+
+    def stacked(self) -> StackedItems:
+        """Every sample's tensors stacked in memory (no variants)."""
+        items = [self.load(i) for i in range(len(self.names))]
+        return StackedItems({k: torch.stack([it[k] for it in items]) for k in items[0]}, self.names)
+
+
+class RadioMapSeerItems(LazyItems):
+    """Map-model items of a :class:`RadioMapSeerDataset`: ``condition``, ``target``,
+    ``buildings`` and ``tx`` (row, col) at the model's size."""
+
+    spatial = ("condition", "target", "buildings")
+
+    def __init__(self, base: RadioMapSeerDataset):
+        super().__init__([s.name for s in base.samples])
+        self.base = base
+
+    def load(self, i: int) -> dict[str, torch.Tensor]:
+        it = self.base[i]
+        tx = torch.tensor(it["tx"], dtype=torch.long)
+        return {"condition": it["condition"], "target": it["target"], "buildings": it["buildings"], "tx": tx}
+
+
+class RadioMapSeerImages(LazyItems):
+    """The RadioMapSeer VAE's items: ``image`` (the gain map on [−1, 1]) and ``edges`` (its edge
+    map on [0, 1]) at the model's size."""
+
+    spatial = ("image", "edges")
+
+    def __init__(self, base: RadioMapSeerDataset, edges_dir):
+        super().__init__([s.name for s in base.samples])
+        self.base, self.edges_dir = base, Path(edges_dir)
+
+    def load(self, i: int) -> dict[str, torch.Tensor]:
+        s, size = self.base.samples[i], self.base.size
+        image = area_resize(self.base.gain(s), size)[None] * 2.0 - 1.0
+        edges = area_resize(gray_to_unit(read_png(self.edges_dir / f"{s.name}.png", "L")), size)[None]
+        return {"image": torch.from_numpy(image), "edges": torch.from_numpy(edges)}
+
+
+class ICASSPItems(LazyItems):
+    """Map-model items of the ICASSP Tx-aware crops: ``condition`` (the 3 arranged channels),
+    ``target`` (path loss) and ``valid`` (False on padded pixels)."""
+
+    spatial = ("condition", "target", "valid")
+
+    def __init__(self, base: ICASSPCropDataset, variants: int = 1):
+        super().__init__([r["name"] for r in base.rows], variants)
+        self.base = base
+
+    def load(self, i: int) -> dict[str, torch.Tensor]:
+        it = self.base[i]
+        return {"condition": it["input"], "target": it["target"], "valid": it["valid"]}
+
+
+class ICASSPImages(LazyItems):
+    """A VAE's channels of the ICASSP crops: building (R, G), antenna (B) or radio (target)."""
+
+    spatial = ("image", "edges")
+
+    def __init__(self, base: ICASSPCropDataset, kind: str, variants: int = 1):
+        if kind not in ("building", "antenna", "radio"):
+            raise ValueError(f"ICASSP VAE kind must be building, antenna or radio, got {kind!r}")
+        super().__init__([r["name"] for r in base.rows], variants)
+        self.base, self.kind = base, kind
+
+    def load(self, i: int) -> dict[str, torch.Tensor]:
+        it = self.base[i]
+        image = {"building": it["input"][:2], "antenna": it["input"][2:3], "radio": it["target"]}[self.kind]
+        return {"image": image, "edges": torch.zeros_like(image[:1])}
 
 
 # --------------------------------------------------------------------------------- RadioMapSeer
@@ -146,32 +203,20 @@ def radiomapseer_dataset(root, split: str, data: dict, condition: str = "static"
     )
 
 
-def radiomapseer_items(root, split: str, data: dict, condition: str, exponent: float, maps=None) -> StackedItems:
-    """All items of a split (or of the maps ``maps``) stacked in memory."""
-    base = radiomapseer_dataset(root, split, data, condition, exponent, maps=maps)
-    items = [base[i] for i in range(len(base))]
-    if not items:
+def radiomapseer_items(root, split: str, data: dict, condition: str, exponent: float, maps=None) -> RadioMapSeerItems:
+    """The items of a split (or of the maps ``maps``), read when asked for."""
+    items = RadioMapSeerItems(radiomapseer_dataset(root, split, data, condition, exponent, maps=maps))
+    if not len(items):
         raise DataError(f"{root}: no RadioMapSeer samples in the {split} split")
-    return StackedItems(
-        {
-            "condition": torch.stack([it["condition"] for it in items]),
-            "target": torch.stack([it["target"] for it in items]),
-            "buildings": torch.stack([it["buildings"] for it in items]),
-            "tx": torch.tensor([it["tx"] for it in items], dtype=torch.long),
-        },
-        [it["name"] for it in items],
-    )
+    return items
 
 
-def radiomapseer_images(root, edges_dir, split: str, data: dict) -> ImageItems:
+def radiomapseer_images(root, edges_dir, split: str, data: dict) -> RadioMapSeerImages:
     """The VAE's gain maps of a split at ``data['image_size']``, with their edge weights."""
-    base = radiomapseer_dataset(root, split, data)
-    images, edges, names = [], [], []
-    for s in base.samples:
-        images.append(area_resize(base.gain(s), base.size)[None] * 2.0 - 1.0)
-        edges.append(area_resize(gray_to_unit(read_png(Path(edges_dir) / f"{s.name}.png", "L")), base.size)[None])
-        names.append(s.name)
-    return ImageItems(torch.from_numpy(np.stack(images)), names, torch.from_numpy(np.stack(edges)))
+    items = RadioMapSeerImages(radiomapseer_dataset(root, split, data), edges_dir)
+    if not len(items):
+        raise DataError(f"{root}: no RadioMapSeer samples in the {split} split")
+    return items
 
 
 def fit_radiomapseer_exponent(root, data: dict, max_items: int = 400) -> float:
@@ -210,8 +255,9 @@ class RadioMapSeerSplits:
         value = self.data.get("physics_exponent")
         return float(value) if value is not None else fit_radiomapseer_exponent(self.root, self.data)
 
-    def training_sets(self, augment: bool, key: str) -> tuple[StackedItems, StackedItems, dict]:
-        """Training and validation items of a map model, and what its folder records."""
+    def training_sets(self, augment: bool, key: str) -> tuple[LazyItems, LazyItems, dict]:
+        """Training and validation items of a map model (read when asked for), and what its
+        folder records."""
         if augment:
             raise ParamsError(
                 f"{key}: flip/rotation augmentation is for the ICASSP crops; set it false for RadioMapSeer"
@@ -227,9 +273,9 @@ class RadioMapSeerSplits:
         """A split's items with a trained model's own condition and exponent (``meta``), or with
         the static condition (for scoring: targets, buildings, Tx)."""
         if meta is None:
-            return radiomapseer_items(self.root, split, self.data, "static", 2.0, maps=maps)
+            return radiomapseer_items(self.root, split, self.data, "static", 2.0, maps=maps).stacked()
         exponent = meta.get("physics_exponent") or 2.0
-        return radiomapseer_items(self.root, split, self.data, meta["condition"], exponent, maps=maps)
+        return radiomapseer_items(self.root, split, self.data, meta["condition"], exponent, maps=maps).stacked()
 
     def all_items(self, meta: dict | None = None) -> StackedItems:
         """Every map and Tx of the folder."""
@@ -253,35 +299,21 @@ class RadioMapSeerSplits:
 # --------------------------------------------------------------------------------- ICASSP
 
 
-def icassp_items(crops_dir, split: str, augment: bool = False) -> StackedItems:
-    """All Tx-aware crops of a split stacked in memory (×8 flips/rotations when ``augment``)."""
-    base = ICASSPCropDataset(crops_dir, split)
-    items = [base[i] for i in range(len(base))]
-    if not items:
+def icassp_items(crops_dir, split: str, augment: bool = False) -> ICASSPItems:
+    """The Tx-aware crops of a split, read when asked for (×8 flips/rotations when ``augment``)."""
+    items = ICASSPItems(ICASSPCropDataset(crops_dir, split), variants=N_DIHEDRAL if augment else 1)
+    if not len(items):
         raise DataError(f"{crops_dir}: no crops in the {split} split")
-    return StackedItems(
-        {
-            "condition": torch.stack([it["input"] for it in items]),
-            "target": torch.stack([it["target"] for it in items]),
-            "valid": torch.stack([it["valid"] for it in items]),
-        },
-        [it["name"] for it in items],
-        variants=N_DIHEDRAL if augment else 1,
-        spatial=("condition", "target", "valid"),
-    )
+    return items
 
 
-def icassp_images(crops_dir, split: str, kind: str, augment: bool = False) -> ImageItems:
-    """The building (R, G), antenna (B) or radio (target) channels of the Tx-aware crops of a split."""
-    base = ICASSPCropDataset(crops_dir, split)
-    pick = {
-        "building": lambda it: it["input"][:2],
-        "antenna": lambda it: it["input"][2:3],
-        "radio": lambda it: it["target"],
-    }
-    items = [base[i] for i in range(len(base))]
-    images = torch.stack([pick[kind](it) for it in items])
-    return ImageItems(images, [it["name"] for it in items], augment=augment)
+def icassp_images(crops_dir, split: str, kind: str, augment: bool = False) -> ICASSPImages:
+    """The building (R, G), antenna (B) or radio (target) channels of the Tx-aware crops of a split
+    (×8 flips/rotations when ``augment``)."""
+    items = ICASSPImages(ICASSPCropDataset(crops_dir, split), kind, variants=N_DIHEDRAL if augment else 1)
+    if not len(items):
+        raise DataError(f"{crops_dir}: no crops in the {split} split")
+    return items
 
 
 class ICASSPSplits:
@@ -303,18 +335,18 @@ class ICASSPSplits:
             raise DataError(f"{self.root / 'metadata.csv'}: no crops")
         return int(rows[0]["crop_size"])
 
-    def training_sets(self, augment: bool, key: str) -> tuple[StackedItems, StackedItems, dict]:
+    def training_sets(self, augment: bool, key: str) -> tuple[LazyItems, LazyItems, dict]:
         train = icassp_items(self.root, "train", augment=augment)
         val = icassp_items(self.root, "val")
-        meta = {"condition": "arranged", "image_size": int(train.tensors["condition"].shape[-1])}
+        meta = {"condition": "arranged", "image_size": int(train.first()["condition"].shape[-1])}
         return train, val, meta
 
     def items(self, split: str, meta: dict | None = None) -> StackedItems:
-        return icassp_items(self.root, split)
+        return icassp_items(self.root, split).stacked()
 
     def all_items(self, meta: dict | None = None) -> StackedItems:
         splits = {r["split"] for r in read_metadata(self.root / "metadata.csv")}
-        return concat_items([icassp_items(self.root, s) for s in ("train", "val", "test") if s in splits])
+        return concat_items([self.items(s) for s in ("train", "val", "test") if s in splits])
 
     def physics(self, items: StackedItems, exponent=None) -> torch.Tensor:
         """FSPL with the antenna pattern, no walls (the arranged B channel), on the unit scale."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from radiodiff.data.splits import published_split, split_ids
 from radiodiff.physics.baselines import log_distance_unit
 
 CONDITIONS = ("static", "dynamic", "physics")
+MASK_CACHE = 16  # building masks a reader keeps (64 KB each at 256²)
 
 
 @dataclass(frozen=True)
@@ -202,16 +204,21 @@ class RadioMapSeerDataset(Dataset):
             maps = maps_of_split(n_tx, cfg, allow_missing, where=self.root / "antenna")[split]
         txs = available_tx(self.root, simulation, n_tx)
         self.samples = [Sample(m, t) for m in maps for t in txs[m]]
-        self._buildings: dict[int, np.ndarray] = {}
+        self._buildings: OrderedDict[int, np.ndarray] = OrderedDict()  # the last MASK_CACHE maps
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def buildings(self, map_id: int) -> np.ndarray:
-        """Full-resolution building mask (bool) of a map, cached."""
-        if map_id not in self._buildings:
-            self._buildings[map_id] = read_png(self.root / "png/buildings_complete" / f"{map_id}.png", "L") > 127
-        return self._buildings[map_id]
+        """Full-resolution building mask (bool) of a map; the last ``MASK_CACHE`` maps are kept
+        (items of one map come together in order, so memory stays bounded)."""
+        mask = self._buildings.pop(map_id, None)
+        if mask is None:
+            mask = read_png(self.root / "png/buildings_complete" / f"{map_id}.png", "L") > 127
+        self._buildings[map_id] = mask
+        while len(self._buildings) > MASK_CACHE:
+            self._buildings.popitem(last=False)
+        return mask
 
     def gain(self, s: Sample) -> np.ndarray:
         """Full-resolution gain map on [0, 1] (gray/255), RadioUNet's threshold applied if set."""

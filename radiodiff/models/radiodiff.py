@@ -35,6 +35,16 @@ def icassp_extra_images(condition: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"building": condition[:, :2], "antenna": condition[:, 2:3]}
 
 
+@torch.no_grad()
+def condition_latents(extra_vaes, scales: dict | None, condition: torch.Tensor) -> torch.Tensor | None:
+    """ICASSP: the scaled posterior means of the building and antenna VAEs, concatenated (None
+    without condition VAEs)."""
+    if not len(extra_vaes):
+        return None
+    images = icassp_extra_images(condition)
+    return torch.cat([extra_vaes[k].encode(images[k]).mode() * scales[k] for k in EXTRA_VAES], dim=1)
+
+
 class RadioDiffPipeline(torch.nn.Module):
     """The conditional U-Net plus the VAEs around it; :meth:`forward` samples maps."""
 
@@ -47,14 +57,9 @@ class RadioDiffPipeline(torch.nn.Module):
     def dataset(self) -> str:
         return self.meta["dataset"]
 
-    @torch.no_grad()
     def extra_latents(self, condition: torch.Tensor) -> torch.Tensor | None:
         """ICASSP: the scaled posterior means of the building and antenna VAEs, concatenated."""
-        if not len(self.extra_vaes):
-            return None
-        images = icassp_extra_images(condition)
-        scales = self.meta["extra_scale_factors"]
-        return torch.cat([self.extra_vaes[k].encode(images[k]).mode() * scales[k] for k in EXTRA_VAES], dim=1)
+        return condition_latents(self.extra_vaes, self.meta.get("extra_scale_factors"), condition)
 
     def denoiser(self, condition: torch.Tensor, extra: torch.Tensor | None):
         skip = self.meta.get("skip", True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from radiodiff.core.errors import ParamsError
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-RUNTIME_FIELDS = ("num_workers", "keep_states")  # execution settings: read, never re-run triggers
+RUNTIME_FIELDS = ("num_workers", "pin_memory", "keep_states")  # execution settings: read, never re-run triggers
 # Fields that only change bookkeeping; every other field changes the trajectory, so a resume
 # with a different value would not continue the same run.
 BOOKKEEPING = {"save_every", "eval_every", "log_every", "max_nonfinite", *RUNTIME_FIELDS}
@@ -49,6 +49,7 @@ class TrainConfig:
     max_nonfinite: int  # this many non-finite steps in a row stop the run
     seed: int
     num_workers: int
+    pin_memory: bool
     keep_states: int
 
     @classmethod

@@ -3,8 +3,8 @@
 A fresh ``torch.Generator`` per epoch shuffles the indices and the last partial batch is dropped;
 a resumed run rebuilds the epoch's order and starts at the first micro-batch not yet consumed.
 With several processes, process ``rank`` takes every ``world``-th batch of the one global order.
-Not covered: randomness drawn inside ``Dataset.__getitem__`` in DataLoader worker processes
-(``num_workers > 0``), whose seeds restart from ``seed`` at every (re)start.
+Items draw no randomness of their own (a flip/rotation is part of the item's index, see
+:mod:`radiodiff.data.items`), so DataLoader workers (``runtime.num_workers``) change nothing.
 """
 
 from __future__ import annotations

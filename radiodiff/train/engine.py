@@ -315,7 +315,7 @@ def train(
     micro = counters.step * cfg.grad_accum  # micro-batches consumed so far
     loader = data_order.train_loader(
         train_set, cfg.batch_size, cfg.seed, micro, accelerator.process_index, world, cfg.num_workers,
-        pin=device.type == "cuda",
+        pin=cfg.pin_memory and device.type == "cuda",
     )  # fmt: skip
     saver = checkpoint.Saver(state_dir, accelerator, modules, ema.model, cfg, n_train)
     log = RunLog(log_csv, tb_dir, counters.step, main)

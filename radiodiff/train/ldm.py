@@ -4,9 +4,10 @@
 the log-distance prior whose exponent is fitted on the training split) into the Swin encoder;
 target = latent of the RadioMapSeer VAE. ``train_ldm_icassp``: the 3 arranged channels into the
 Swin; the scaled posterior means of the building and antenna VAEs concatenated with z_t at the
-stem; target = latent of the radio VAE. The VAEs are frozen, so their posteriors are computed
-once up front (mean and std per item; every step draws a fresh posterior sample, as the
-original does). With augmentation the posteriors are computed for all 8 flips/rotations.
+stem; target = latent of the radio VAE. The VAEs are frozen and encode each batch on the training
+device (fp32, as the original does; every step draws a fresh posterior sample), so nothing per
+item is held in memory. ``scale_factor: auto`` and the ICASSP condition latents' scales are
+measured in one streamed pass over the training items before training.
 Validation samples with the exported pipeline's own sampler (:class:`RadioDiffPipeline`).
 
 Outputs: ``model/`` (a :class:`RadioDiffPipeline` folder: EMA U-Net + VAEs + radiodiff.json),
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
@@ -27,37 +29,68 @@ from radiodiff.diffusion import const_sde
 from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
-from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, icassp_extra_images
+from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, condition_latents, icassp_extra_images
 from radiodiff.train.runs import map_model_metrics, run_fields, run_training
 
-ENCODE_BATCH = 256
+SCALE_BATCH = (
+    16  # items per batch of the streamed pass that measures latent scales (VAE attention: 4096² per item at 256²)
+)
+SCALE_ITEMS = 1024  # at most this many training samples (evenly spaced, unflipped) measure them
 
 
-@torch.no_grad()
-def encode_posteriors(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of ``images`` (N, C, S, S) under a frozen VAE, in chunks."""
-    means, stds = [], []
-    for chunk in images.split(ENCODE_BATCH):
-        post = vae.encode(chunk)
-        means.append(post.mean)
-        stds.append(post.std)
-    return torch.cat(means), torch.cat(stds)
+def encode_posterior(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of ``images`` under a frozen VAE, in fp32 (outside any autocast),
+    on the VAE's device."""
+    device = next(vae.parameters()).device
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        post = vae.encode(images.to(device, torch.float32))
+    return post.mean, post.std
 
 
-def latent_scale(mean: torch.Tensor, std: torch.Tensor | None = None, seed: int = 0) -> float:
-    """1 / std of posterior samples (Stable Diffusion's recipe for its 0.18215), so z0 has unit variance."""
-    z = mean
-    if std is not None:
-        z = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed))
-    return float(1.0 / z.float().std().clamp_min(1e-6))
+class RunningStd:
+    """Standard deviation of every element of a stream of tensors (float64 sums)."""
+
+    def __init__(self):
+        self.n, self.sum, self.sumsq = 0, 0.0, 0.0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        self.n += x.numel()
+        self.sum += float(x.sum())
+        self.sumsq += float((x * x).sum())
+
+    def std(self) -> float:
+        if self.n < 2:
+            return 0.0
+        return (max(self.sumsq - self.sum * self.sum / self.n, 0.0) / (self.n - 1)) ** 0.5
 
 
-def _resolve_scale(value, mean, std, key: str) -> float:
-    if value == "auto":
-        return latent_scale(mean, std)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise ParamsError(f"{key}: expected 'auto' or a positive number, got {value!r}")
+def latent_scales(train_set, vae, extra_vaes: dict, scale_value, workers: int, key: str, seed: int = 0):
+    """The target latent scale (``scale_value``: a number, or ``auto`` = 1 / std of posterior
+    samples, Stable Diffusion's recipe for its 0.18215) and the ICASSP condition VAEs' scales
+    (1 / std of their posterior means), measured in one streamed pass over up to
+    ``SCALE_ITEMS`` training samples (evenly spaced, without flips/rotations)."""
+    auto = scale_value == "auto"
+    if not auto and not (
+        isinstance(scale_value, int | float) and not isinstance(scale_value, bool) and scale_value > 0
+    ):
+        raise ParamsError(f"{key}: expected 'auto' or a positive number, got {scale_value!r}")
+    target, extra = RunningStd(), {k: RunningStd() for k in extra_vaes}
+    if auto or extra_vaes:
+        generator = torch.Generator().manual_seed(seed)
+        n = len(train_set.names)
+        chosen = np.unique(np.linspace(0, n - 1, min(n, SCALE_ITEMS)).round().astype(int))
+        subset = torch.utils.data.Subset(train_set, [int(i) * train_set.variants for i in chosen])
+        loader = torch.utils.data.DataLoader(subset, batch_size=SCALE_BATCH, num_workers=workers)
+        for batch in loader:
+            if auto:
+                mean, std = encode_posterior(vae, batch["target"])
+                target.add(mean + std * torch.randn(mean.shape, generator=generator).to(mean.device))
+            images = icassp_extra_images(batch["condition"])
+            for k, v in extra_vaes.items():
+                extra[k].add(encode_posterior(v, images[k])[0])
+    scale = 1.0 / max(target.std(), 1e-6) if auto else float(scale_value)
+    return scale, {k: 1.0 / max(s.std(), 1e-6) for k, s in extra.items()}
 
 
 class LDMTask:
@@ -70,9 +103,16 @@ class LDMTask:
     def __init__(self, unet: CondUNet, vae: AutoencoderKL, meta: dict, extra_vaes=None):
         self.model = unet
         self.vae = vae.eval().requires_grad_(False)
-        self.extra_vaes = extra_vaes or {}  # ICASSP: exported with the model, latents precomputed
+        # ICASSP: the condition VAEs, frozen, exported with the model
+        self.extra_vaes = {k: v.eval().requires_grad_(False) for k, v in (extra_vaes or {}).items()}
         self.meta = meta
         self.scale = meta["scale_factor"]
+
+    def _place(self, device: torch.device) -> None:
+        """The frozen VAEs on the training device (the engine prepares only ``modules()``)."""
+        for v in (self.vae, *self.extra_vaes.values()):
+            if next(v.parameters()).device != device:
+                v.to(device)
 
     @classmethod
     def from_pipeline(cls, pipe: RadioDiffPipeline, unet: CondUNet | None = None) -> LDMTask:
@@ -90,12 +130,15 @@ class LDMTask:
         return {"unet": self.model, "vae": self.vae}
 
     def loss(self, batch, step: int, opt_index: int):
-        mean, std = batch["latent_mean"], batch["latent_std"]
+        cond = batch["condition"]
+        self._place(cond.device)
+        mean, std = encode_posterior(self.vae, batch["target"])
+        extra = condition_latents(self.extra_vaes, self.meta.get("extra_scale_factors"), cond)
         z0 = self.scale * (mean + std * torch.randn_like(std))
         t = const_sde.sample_time(z0.shape[0], self.meta["t_eps"], device=z0.device)
         noise = torch.randn_like(z0)
         z_t = const_sde.forward_process(z0, t, noise)
-        f_c, f_e = self.model(z_t, t, batch["condition"], batch.get("extra"))
+        f_c, f_e = self.model(z_t, t, cond, extra)
         c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e) if self.meta["skip"] else (f_c, f_e)
         return const_sde.diffusion_loss(c, e, z0, noise, t, self.meta["weighting"], self.meta["l1"])
 
@@ -105,31 +148,19 @@ class LDMTask:
     @staticmethod
     @torch.no_grad()
     def predict(pipe: RadioDiffPipeline, batch, steps: int | None = None, generator=None) -> torch.Tensor:
-        """Maps on [0, 1] for a batch (the batch's precomputed condition latents), known building
-        pixels 0 (RadioMapSeer): the exported pipeline's sampler, as ``sample_*`` and ``predict``."""
-        pred = pipe(batch["condition"], steps, generator, extra=batch.get("extra"))
+        """Maps on [0, 1] for a batch, known building pixels 0 (RadioMapSeer): the exported
+        pipeline's sampler, as ``sample_*`` and ``predict``."""
+        pred = pipe(batch["condition"], steps, generator)
         return zero_buildings(pred, batch["buildings"]) if "buildings" in batch else pred
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
+        self._place(next(model.parameters()).device)
         pipe = self.pipeline(model)
         return loader_means(lambda batch: self.predict(pipe, batch), loader)
 
     def export(self, model, out_dir: Path) -> None:
         self.pipeline(model).save_pretrained(out_dir)
-
-
-def _add_extra_latents(train_set, val_set, extra_vaes: dict) -> dict[str, float]:
-    """ICASSP: the building and antenna VAEs' scaled posterior means of every item (and variant),
-    and their scale factors (measured on the training set)."""
-    scales = {}
-    for ds in (train_set, val_set):
-        images = icassp_extra_images(ds.variant_tensor("condition"))
-        means = {k: encode_posteriors(extra_vaes[k], images[k])[0] for k in EXTRA_VAES}
-        if ds is train_set:
-            scales = {k: latent_scale(means[k]) for k in EXTRA_VAES}
-        ds.add_per_variant("extra", torch.cat([means[k] * scales[k] for k in EXTRA_VAES], dim=1))
-    return scales
 
 
 def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
@@ -163,20 +194,27 @@ def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
     if dataset == "icassp":
         extra_vaes = {k: AutoencoderKL.from_pretrained(vaes[f"vae_{k}"]).eval() for k in EXTRA_VAES}
 
-    # Frozen VAEs: posteriors once, for every item (and every flip/rotation variant).
-    mean, std = encode_posteriors(vae, train_set.variant_tensor("target"))
-    meta["scale_factor"] = _resolve_scale(diff["scale_factor"], mean, std, f"{stage}.diffusion.scale_factor")
-    train_set.add_per_variant("latent_mean", mean)
-    train_set.add_per_variant("latent_std", std)
+    # Latent scales: one streamed pass over the training items (every flip/rotation variant).
+    scale, extra_scales = latent_scales(
+        train_set, vae, extra_vaes, diff["scale_factor"], params["runtime"]["num_workers"],
+        f"{stage}.diffusion.scale_factor",
+    )  # fmt: skip
+    meta["scale_factor"] = scale
     if extra_vaes:
-        meta["extra_scale_factors"] = _add_extra_latents(train_set, val_set, extra_vaes)
+        meta["extra_scale_factors"] = extra_scales
 
+    image_size = int(meta["image_size"])
+    latent_shape = [
+        int(vae.config.embed_dim),
+        image_size // vae.config.downsample_factor,
+        image_size // vae.config.downsample_factor,
+    ]
     cfg = CondUNetConfig.from_params(
         section["model"],
-        latent_channels=int(mean.shape[1]),
+        latent_channels=latent_shape[0],
         extra_channels=sum(int(v.config.embed_dim) for v in extra_vaes.values()),
         cond_channels=3,
-        image_size=int(train_set.tensors["condition"].shape[-1]),
+        image_size=image_size,
     )
     torch.manual_seed(int(section["train"]["seed"]))  # the U-Net's initial weights
     unet = CondUNet(cfg)
@@ -187,7 +225,7 @@ def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
     metrics = {
         **map_model_metrics(summary, section, dataset, meta, unet, len(train_set)),
         "sampling_steps": diff["sampling_steps"],
-        "latent_shape": list(mean.shape[1:]),
+        "latent_shape": latent_shape,
         "scale_factor": meta["scale_factor"],
         "parameters_without_swin": unet.num_parameters() - sum(p.numel() for p in swin_parameters(unet)),
         **run_fields(summary, section),

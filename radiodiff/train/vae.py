@@ -97,7 +97,7 @@ def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict
         sources = [Path(crops)]
     channels = VAE_CHANNELS[name]
     cfg = AutoencoderKLConfig.from_params(
-        m, in_channels=channels, out_channels=channels, resolution=train_set.images.shape[-1]
+        m, in_channels=channels, out_channels=channels, resolution=int(train_set.first()["image"].shape[-1])
     )
     disc_lr = lo.pop("disc_lr")
     # The initial weights of the autoencoder and the discriminator: seeded, as every model's
