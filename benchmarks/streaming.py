@@ -6,8 +6,9 @@ of 256² with 400 or 4,000 training crops (×8 flips/rotations with augmentation
 symbolic links to a few synthetic maps: memory and speed do not depend on the pixels. The VAEs
 are untrained (``save_pretrained`` of the quick preset's architectures at 256²).
 
-Then runs ``radiodiff train ldm radiomapseer`` and ``radiodiff train ldm icassp`` (augmentation
-on) on each size as a user would (a subprocess), sampling ``RssAnon`` (anonymous memory: what a
+Then runs ``radiodiff train ldm radiomapseer``, ``radiodiff train ldm icassp`` (augmentation
+on) and ``radiodiff train radiounet radiomapseer`` on each size as a user would (a subprocess;
+a few steps at batch 2, the final validation pass included), sampling ``RssAnon`` (anonymous memory: what a
 held dataset occupies; the page cache of the PNGs is not counted) from ``/proc/PID/status`` every
 50 ms, and measures how fast the training loader delivers items at 256² beside the training's own
 items per second.
@@ -20,9 +21,11 @@ Prints a table and writes the figures as JSON. Takes about 20 minutes on 2 CPU c
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -107,16 +110,17 @@ def vae(work: Path, params: dict, stage: str, channels: int) -> Path:
     return folder
 
 
-def training_params(work: Path, dataset: str, steps: int, batch: int, tag: str) -> Path:
+def training_params(work: Path, model: str, dataset: str, steps: int, batch: int, tag: str) -> Path:
     p = schema_default_params()
     p["data"]["radiomapseer"].update(image_size=SIZE, split=SPLIT, condition="static")
-    stage = p[f"train_ldm_{dataset}"]
+    stage = p[f"train_{model}_{dataset}"]
     stage["train"].update(max_steps=steps, batch_size=batch, eval_every=10**6, save_every=10**6, log_every=1)
     stage["data"]["augment"] = dataset == "icassp"
-    stage["diffusion"]["sampling_steps"] = 1  # the final validation pass: 2 network calls per map
-    # the original's fixed latent scale: no pass over the targets (that pass reads at most
-    # ldm.SCALE_ITEMS samples, whatever the dataset's size; ICASSP's condition scales still run it)
-    stage["diffusion"]["scale_factor"] = 0.3
+    if model == "ldm":
+        stage["diffusion"]["sampling_steps"] = 1  # the final validation pass: 2 network calls per map
+        # the original's fixed latent scale: no pass over the targets (that pass reads at most
+        # ldm.SCALE_ITEMS samples, whatever the dataset's size; ICASSP's condition scales still run it)
+        stage["diffusion"]["scale_factor"] = 0.3
     p["runtime"]["state_dir"] = str(work / f"state_{tag}")
     path = work / f"params_{tag}.yaml"
     path.write_text(yaml.safe_dump(p, sort_keys=False))
@@ -151,13 +155,15 @@ def peak_rss_anon(cmd: list[str], log: Path) -> dict:
             "wall_s": time.perf_counter() - t0}  # fmt: skip
 
 
-def train_run(work: Path, dataset: str, n: int, steps: int, batch: int, params: dict) -> dict:
-    tag = f"{dataset}_{n}"
+def train_run(work: Path, model: str, dataset: str, n: int, steps: int, batch: int, params: dict) -> dict:
+    tag = f"{model}_{dataset}_{n}"
     out = work / f"out_{tag}"
-    path = training_params(work, dataset, steps, batch, tag)
+    path = training_params(work, model, dataset, steps, batch, tag)
     if dataset == "radiomapseer":
         root = radiomapseer_folder(work, n // 50)
-        cmd = ["--root", str(root), "--vae", str(vae(work, params, "train_vae_radiomapseer", 1))]
+        cmd = ["--root", str(root)]
+        if model == "ldm":
+            cmd += ["--vae", str(vae(work, params, "train_vae_radiomapseer", 1))]
     else:
         root = icassp_folder(work, n)
         cmd = ["--crops", str(root)] + [
@@ -167,16 +173,17 @@ def train_run(work: Path, dataset: str, n: int, steps: int, batch: int, params: 
         ]
     exe = shutil.which("radiodiff") or str(Path(sys.executable).parent / "radiodiff")
     result = peak_rss_anon(
-        [exe, "train", "ldm", dataset, *cmd, "--out", str(out), "--params", str(path)], work / f"{tag}.log"
+        [exe, "train", model, dataset, *cmd, "--out", str(out), "--params", str(path)], work / f"{tag}.log"
     )
-    metrics = read_json(out / "metrics.json")
+    with open(out / "train_log.csv") as f:
+        step_times = [float(r["step_time_s"]) for r in csv.DictReader(f)][1:]  # the first step warms up
     return {
-        "dataset": dataset,
+        "stage": f"train_{model}_{dataset}",
         "training_items": n * (8 if dataset == "icassp" else 1),
         "samples": n,
         "steps": steps,
         "batch_size": batch,
-        "train_items_per_s": metrics["steps_per_s"] * batch,
+        "train_items_per_s": batch / statistics.median(step_times),
         **result,
     }
 
@@ -203,21 +210,26 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[400, 4000])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument(
+        "--runs", nargs="+", default=["ldm/radiomapseer", "ldm/icassp", "radiounet/radiomapseer"],
+        help="MODEL/DATASET training stages to measure",
+    )  # fmt: skip
+    ap.add_argument("--no-loader", action="store_true", help="skip the loader-rate measurement")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     params = schema_default_params()
     runs = [
-        train_run(args.work, dataset, n, args.steps, args.batch, params)
-        for dataset in ("radiomapseer", "icassp")
+        train_run(args.work, *run.split("/"), n, args.steps, args.batch, params)
+        for run in args.runs
         for n in args.sizes
     ]
     default_workers = params["runtime"]["num_workers"]
-    loader = {f"workers_{w}": loader_rate(args.work, w) for w in sorted({default_workers, 2})}
+    loader = {} if args.no_loader else {f"workers_{w}": loader_rate(args.work, w) for w in sorted({default_workers, 2})}
     result = {"image_size": SIZE, "runs": runs, "loader_items_per_s": loader, "default_workers": default_workers}
     args.out.write_text(json.dumps(result, indent=2))
-    print(f"{'dataset':<13}{'samples':>8}{'items':>8}{'RssAnon MB':>12}{'VmHWM MB':>10}{'train it/s':>11}{'wall s':>8}")
+    print(f"{'stage':<30}{'samples':>8}{'items':>8}{'RssAnon MB':>12}{'VmHWM MB':>10}{'train it/s':>11}{'wall s':>8}")
     for r in runs:
-        print(f"{r['dataset']:<13}{r['samples']:>8}{r['training_items']:>8}{r['peak_rss_anon_mb']:>12.0f}"
+        print(f"{r['stage']:<30}{r['samples']:>8}{r['training_items']:>8}{r['peak_rss_anon_mb']:>12.0f}"
               f"{r['peak_vm_hwm_mb']:>10.0f}{r['train_items_per_s']:>11.1f}{r['wall_s']:>8.0f}")  # fmt: skip
     print("loader items/s at 256²:", {k: round(v, 1) for k, v in loader.items()})
 
