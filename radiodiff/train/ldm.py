@@ -32,9 +32,8 @@ from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
 from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, condition_latents, icassp_extra_images
 from radiodiff.train.runs import map_model_metrics, run_fields, run_training
 
-SCALE_BATCH = (
-    16  # items per batch of the streamed pass that measures latent scales (VAE attention: 4096² per item at 256²)
-)
+# Items per batch of the pass that measures latent scales (VAE attention: 4096² per item at 256²).
+SCALE_BATCH = 16
 SCALE_ITEMS = 1024  # at most this many training samples (evenly spaced, unflipped) measure them
 
 
