@@ -36,7 +36,10 @@ DRIVER = textwrap.dedent(
     }
     params = {
         "data": {"radiomapseer": DATA},
-        "runtime": {"num_workers": 0, "pin_memory": True, "keep_states": 1, "state_dir": str(out / "state")},
+        "runtime": {
+            "num_workers": 0, "pin_memory": True, "item_cache_mb": 512, "keep_states": 1,
+            "state_dir": str(out / "state"),
+        },
         "train_vae_radiomapseer": vae_section,
         "train_ldm_radiomapseer": {"model": UNET, "diffusion": DIFFUSION, "data": {"augment": False}, "train": TRAIN},
     }

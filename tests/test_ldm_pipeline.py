@@ -49,7 +49,13 @@ def trained(tiny_radiomapseer, tmp_path_factory):
     AutoencoderKL(vae_cfg).save_pretrained(tmp / "vae")
     params = {
         "data": {"radiomapseer": DATA},
-        "runtime": {"num_workers": 0, "pin_memory": True, "keep_states": 2, "state_dir": str(tmp / "state")},
+        "runtime": {
+            "num_workers": 0,
+            "pin_memory": True,
+            "item_cache_mb": 512,
+            "keep_states": 2,
+            "state_dir": str(tmp / "state"),
+        },
         "train_ldm_radiomapseer": {"model": UNET, "diffusion": DIFFUSION, "data": {"augment": False}, "train": TRAIN},
         "train_radiounet_radiomapseer": {
             "model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"),
@@ -223,3 +229,62 @@ def test_radiomapseer_stages_refuse_augmentation(trained):
     with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.data\.augment"):
         radiounet.run(params, "radiomapseer", trained["dir"] / "refused", root=str(trained["root"]))
     assert not (trained["dir"] / "refused").exists()
+
+
+def test_item_cache_decodes_once_and_stops_at_its_cap():
+    """A cached sample is decoded once; past the cap nothing more is kept (memory bounded
+    whatever the dataset's size), and flips/rotations still apply to cached samples."""
+    from radiodiff.data.items import ItemCache
+
+    loads = []
+
+    class Items(LazyItems):
+        spatial = ("a",)
+
+        def load(self, i):
+            loads.append(i)
+            return {"a": torch.full((1, 4, 4), float(i))}  # 64 bytes
+
+    items = Items(["n0", "n1", "n2"], variants=8)
+    items.cache = ItemCache(2 * 64)
+    for _ in range(3):
+        for j in range(len(items)):
+            item = items[j]
+            assert item["index"] == j and torch.equal(item["a"], dihedral(torch.full((1, 4, 4), float(j // 8)), j % 8))
+    assert items.cache.bytes == 128 and sorted(k[1] for k in items.cache.entries) == [0, 1]
+    assert loads.count(0) == 1 and loads.count(1) == 1 and loads.count(2) == 3 * 8
+
+
+def test_latent_cache_encodes_each_item_once_and_survives_a_restart(trained, tmp_path, monkeypatch):
+    """The LDM's training items are encoded once into the run's file-backed store; a new task on
+    the same folder (a resumed run) reads the stored values; a store of another shape restarts."""
+    from radiodiff.data.items import radiomapseer_items
+    from radiodiff.train import ldm
+
+    pipe = RadioDiffPipeline.from_pretrained(trained["dir"] / "ldm" / "model")
+    items = radiomapseer_items(trained["root"], "train", DATA, "physics", 2.0)
+    batch = torch.utils.data.default_collate([items[j] for j in (0, 2, 3)])
+    calls = []
+    encode = ldm.encode_posterior
+    monkeypatch.setattr(ldm, "encode_posterior", lambda vae, x: calls.append(len(x)) or encode(vae, x))
+
+    def task():
+        t = LDMTask.from_pipeline(pipe)
+        t.cache_at = (tmp_path / "latents", len(items))
+        return t
+
+    first = task()
+    direct_mean, direct_std, _ = first.encodings(batch)
+    mean, std, extra = first._cached_encodings(batch)
+    assert torch.equal(mean, direct_mean) and torch.equal(std, direct_std) and extra is None
+    partial = torch.utils.data.default_collate([items[j] for j in (3, 1)])
+    first._cached_encodings(partial)
+    assert calls == [3, 3, 1]  # direct, first fill, then only the item not stored yet
+    again = task()._cached_encodings(batch)  # a fresh task on the same files: nothing encoded
+    assert calls == [3, 3, 1] and torch.equal(again[0], direct_mean)
+    loss = first.loss(batch, 0, 0)
+    assert torch.isfinite(loss[0] if isinstance(loss, tuple) else loss)
+
+    (tmp_path / "latents" / "values-0.npy").write_bytes(b"torn")  # a torn write: start again
+    task()._cached_encodings(batch)
+    assert calls[-1] == 3

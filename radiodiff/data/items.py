@@ -20,7 +20,10 @@ building [R, G], antenna [B] or radio channels of the crops).
 Flip/rotation augmentation is deterministic: with ``variants=8`` item ``8·i + v`` is sample
 ``i`` under flip/rotation ``v`` (drawn per item from its index, not from an RNG), so the engine's
 data order, a pure function of (seed, epoch), alone fixes what a step sees (exact resume, with
-or without workers). Frozen VAEs encode on the training device per batch (the LDM's task).
+or without workers). Every item also carries its ``index`` (the LDM's task caches its frozen VAEs'
+encodings by it). A training run may give its sets one :class:`ItemCache` (``runtime.item_cache_mb``):
+decoded samples are kept until the cache is full, so a small dataset is decoded once and a large
+one costs at most the cap.
 
 :class:`RadioMapSeerSplits` and :class:`ICASSPSplits` are the per-dataset adapters the training,
 sampling and scoring stages share: the training and validation sets of a map model, the items a
@@ -83,10 +86,31 @@ def concat_items(parts: list[StackedItems]) -> StackedItems:
     )
 
 
+class ItemCache:
+    """Decoded samples kept in memory up to ``max_bytes`` (then no more are added; none is ever
+    evicted), shared by the sets of one run. Each DataLoader worker holds its own copy, so a run
+    holds at most ``max(1, num_workers)`` × the cap, whatever the dataset's size."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes, self.entries = int(max_bytes), 0, {}
+
+    def get(self, key, load):
+        hit = self.entries.get(key)
+        if hit is not None:
+            return hit
+        item = load()
+        size = sum(t.numel() * t.element_size() for t in item.values())
+        if self.bytes + size <= self.max_bytes:
+            self.entries[key] = item
+            self.bytes += size
+        return item
+
+
 class LazyItems(Dataset):
     """Items read when asked for (in the DataLoader's workers): ``load(i)`` gives sample ``i``'s
     tensors. With ``variants=8``, item ``8·i + v`` is sample ``i`` with the tensors named in
-    ``spatial`` under :func:`dihedral` ``v``."""
+    ``spatial`` under :func:`dihedral` ``v``. With a :class:`ItemCache` (``cache``), a sample is
+    decoded once while the cache has room."""
 
     spatial: tuple[str, ...] = ()
 
@@ -94,6 +118,7 @@ class LazyItems(Dataset):
         if variants not in (1, N_DIHEDRAL):
             raise ValueError(f"{type(self).__name__}: variants must be 1 or {N_DIHEDRAL}, got {variants}")
         self.names, self.variants = list(names), variants
+        self.cache: ItemCache | None = None
 
     def __len__(self) -> int:
         return len(self.names) * self.variants
@@ -103,10 +128,10 @@ class LazyItems(Dataset):
 
     def __getitem__(self, j: int) -> dict:
         i, v = divmod(j, self.variants)
-        item = self.load(i)
+        item = self.load(i) if self.cache is None else self.cache.get((id(self), i), lambda: self.load(i))
         if v:
             item = {k: dihedral(t, v).contiguous() if k in self.spatial else t for k, t in item.items()}
-        return {**item, "name": self.names[i]}
+        return {**item, "name": self.names[i], "index": j}
 
     def first(self) -> dict:
         if not self.names:

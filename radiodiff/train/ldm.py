@@ -4,10 +4,13 @@
 the log-distance prior whose exponent is fitted on the training split) into the Swin encoder;
 target = latent of the RadioMapSeer VAE. ``train_ldm_icassp``: the 3 arranged channels into the
 Swin; the scaled posterior means of the building and antenna VAEs concatenated with z_t at the
-stem; target = latent of the radio VAE. The VAEs are frozen and encode each batch on the training
-device (fp32, as the original does; every step draws a fresh posterior sample), so nothing per
-item is held in memory. ``scale_factor: auto`` and the ICASSP condition latents' scales are
-measured in one streamed pass over the training items before training.
+stem; target = latent of the radio VAE. The VAEs are frozen and encode on the training device
+(fp32, as the original does; every step draws a fresh sample of the posterior). Each training
+item is encoded once, the first time a batch holds it, into a file-backed store under the run's
+state folder (:class:`LatentCache`, memory-mapped: it costs disk, not memory, and a resumed run
+finds the same values); the store is deleted when the run ends. ``scale_factor: auto`` and the
+ICASSP condition latents' scales are measured in one streamed pass over the training items
+before training.
 Validation samples with the exported pipeline's own sampler (:class:`RadioDiffPipeline`).
 
 Outputs: ``model/`` (a :class:`RadioDiffPipeline` folder: EMA U-Net + VAEs + radiodiff.json),
@@ -16,6 +19,7 @@ Outputs: ``model/`` (a :class:`RadioDiffPipeline` folder: EMA U-Net + VAEs + rad
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
 from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, condition_latents, icassp_extra_images
-from radiodiff.train.runs import map_model_metrics, run_fields, run_training
+from radiodiff.train.runs import map_model_metrics, run_fields, run_state_dir, run_training
 
 # Items per batch of the pass that measures latent scales (VAE attention: 4096² per item at 256²).
 SCALE_BATCH = 16
@@ -44,6 +48,56 @@ def encode_posterior(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Te
     with torch.no_grad(), torch.autocast(device.type, enabled=False):
         post = vae.encode(images.to(device, torch.float32))
     return post.mean, post.std
+
+
+class LatentCache:
+    """The frozen VAEs' encodings of ``n`` training items (``width`` floats each: the target's
+    posterior mean and std, then the ICASSP condition latents), filled as batches arrive.
+
+    Two ``.npy`` memmaps in ``folder``: the values and a done flag per item (written after the
+    values, each flushed, so a run killed between the two re-encodes that batch). Items are keyed
+    by their index in the training set (the flip/rotation is part of it), so a resumed run reads
+    the values the interrupted one wrote and encodes the rest in the batches the uninterrupted
+    run would have: resume stays exact. Each process of a multi-process run keeps its own files.
+    """
+
+    def __init__(self, folder: Path, n: int, width: int):
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        folder.mkdir(parents=True, exist_ok=True)
+        values, done = folder / f"values-{rank}.npy", folder / f"done-{rank}.npy"
+        self.values, self.done = self._existing(values, (n, width), np.float32), self._existing(done, (n,), np.uint8)
+        if self.values is None or self.done is None:  # none yet, another shape or a torn file: start again
+            self.values, self.done = self._create(values, (n, width), np.float32), self._create(done, (n,), np.uint8)
+
+    @staticmethod
+    def _existing(path: Path, shape: tuple, dtype) -> np.memmap | None:
+        try:
+            mm = np.lib.format.open_memmap(path, mode="r+")
+        except (OSError, ValueError):
+            return None
+        return mm if mm.shape == shape and mm.dtype == dtype else None
+
+    @staticmethod
+    def _create(path: Path, shape: tuple, dtype) -> np.memmap:
+        tmp = path.with_suffix(".tmp.npy")
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape).flush()
+        tmp.replace(path)
+        return np.lib.format.open_memmap(path, mode="r+")
+
+    def get(self, index: torch.Tensor, encode) -> torch.Tensor:
+        """The rows of ``index`` (N, width); ``encode(mask)`` gives the rows of the batch items
+        selected by ``mask`` that are not stored yet."""
+        idx = index.cpu().numpy()
+        missing = self.done[idx] == 0
+        if missing.any():
+            rows = encode(torch.from_numpy(missing).to(index.device)).float().cpu().numpy()
+            self.values[idx[missing]] = rows
+            self.values.flush()
+            self.done[idx[missing]] = 1
+            self.done.flush()
+        return torch.from_numpy(np.ascontiguousarray(self.values[idx])).to(index.device)
 
 
 class RunningStd:
@@ -106,6 +160,10 @@ class LDMTask:
         self.extra_vaes = {k: v.eval().requires_grad_(False) for k, v in (extra_vaes or {}).items()}
         self.meta = meta
         self.scale = meta["scale_factor"]
+        # The training items' encodings on disk (see LatentCache): folder and item count, set by
+        # the stage; None encodes every batch anew (e.g. the benchmark's batches).
+        self.cache_at: tuple[Path, int] | None = None
+        self._cache: LatentCache | None = None
 
     def _place(self, device: torch.device) -> None:
         """The frozen VAEs on the training device (the engine prepares only ``modules()``)."""
@@ -128,11 +186,43 @@ class LDMTask:
     def modules(self):
         return {"unet": self.model, "vae": self.vae}
 
+    def encodings(self, batch, mask=None):
+        """The target's posterior mean and std and the ICASSP condition latents (or None) of the
+        batch items selected by ``mask`` (all by default)."""
+        target, cond = batch["target"], batch["condition"]
+        if mask is not None:
+            target, cond = target[mask], cond[mask]
+        mean, std = encode_posterior(self.vae, target)
+        return mean, std, condition_latents(self.extra_vaes, self.meta.get("extra_scale_factors"), cond)
+
+    def _cached_encodings(self, batch):
+        """:meth:`encodings` through the run's :class:`LatentCache` (items encoded once)."""
+        if self._cache is None:
+            folder, n = self.cache_at
+            side = batch["target"].shape[-1] // self.vae.config.downsample_factor
+            extra_c = sum(int(v.config.embed_dim) for v in self.extra_vaes.values())
+            self._shapes = ((int(self.vae.config.embed_dim), side, side), (extra_c, side, side) if extra_c else None)
+            width = 2 * int(np.prod(self._shapes[0])) + (extra_c * side * side)
+            self._cache = LatentCache(folder, n, width)
+
+        def encode(mask):
+            mean, std, extra = self.encodings(batch, mask)
+            parts = [mean.flatten(1), std.flatten(1)] + ([] if extra is None else [extra.flatten(1)])
+            return torch.cat(parts, dim=1)
+
+        rows = self._cache.get(batch["index"], encode)
+        (latent, extra_shape), k = self._shapes, int(np.prod(self._shapes[0]))
+        mean, std = rows[:, :k].view(-1, *latent), rows[:, k : 2 * k].view(-1, *latent)
+        extra = None if extra_shape is None else rows[:, 2 * k :].view(-1, *extra_shape)
+        return mean, std, extra
+
     def loss(self, batch, step: int, opt_index: int):
         cond = batch["condition"]
         self._place(cond.device)
-        mean, std = encode_posterior(self.vae, batch["target"])
-        extra = condition_latents(self.extra_vaes, self.meta.get("extra_scale_factors"), cond)
+        if self.cache_at is not None and "index" in batch:
+            mean, std, extra = self._cached_encodings(batch)
+        else:
+            mean, std, extra = self.encodings(batch)
         z0 = self.scale * (mean + std * torch.randn_like(std))
         t = const_sde.sample_time(z0.shape[0], self.meta["t_eps"], device=z0.device)
         noise = torch.randn_like(z0)
@@ -220,7 +310,10 @@ def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
     task = LDMTask(unet, vae, meta, extra_vaes)
     key = {"params": section, "data": data}
     sources = [*splits.sources, *(Path(vaes[n]) for n in names)]
+    cache_dir = run_state_dir(stage, key, sources, params["runtime"]) / "latents"
+    task.cache_at = (cache_dir, len(train_set))
     summary = run_training(stage, task, train_set, val_set, section, params["runtime"], key, sources, Path(out))
+    shutil.rmtree(cache_dir, ignore_errors=True)  # the run is over: its encodings are not needed again
     metrics = {
         **map_model_metrics(summary, section, dataset, meta, unet, len(train_set)),
         "sampling_steps": diff["sampling_steps"],

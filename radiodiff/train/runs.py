@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from radiodiff.core.io import atomic_file
+from radiodiff.data.items import ItemCache
 from radiodiff.train.checkpoint import state_key
 from radiodiff.train.config import TrainConfig
 from radiodiff.train.engine import train
@@ -23,6 +24,12 @@ def fingerprint(paths: list[Path]) -> str:
                 st = p.stat()
                 h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
+
+
+def run_state_dir(stage: str, key: dict, sources: list[Path], runtime: dict) -> Path:
+    """The resumable state folder of a run: ``runtime["state_dir"]/stage/<key>``, keyed by the
+    stage's params (``key``) and the inputs' fingerprint."""
+    return Path(runtime["state_dir"]) / stage / state_key({"stage": stage, **key, "inputs": fingerprint(sources)})
 
 
 def run_training(
@@ -41,10 +48,15 @@ def run_training(
     The state folder ``runtime["state_dir"]/stage/<key>`` is keyed by ``key`` (the stage's params) and
     the inputs' fingerprint: a re-run resumes the same run, an edit starts fresh. The log lives
     with the state (engines delete stage outputs before a re-run) and is copied to
-    ``out_dir/train_log.csv`` at the end; the model goes to ``out_dir/model``.
+    ``out_dir/train_log.csv`` at the end; the model goes to ``out_dir/model``. Lazily read sets
+    share one :class:`~radiodiff.data.items.ItemCache` of ``runtime["item_cache_mb"]``.
     """
     out_dir = Path(out_dir)
-    state_dir = Path(runtime["state_dir"]) / stage / state_key({"stage": stage, **key, "inputs": fingerprint(sources)})
+    state_dir = run_state_dir(stage, key, sources, runtime)
+    cache = ItemCache(int(runtime["item_cache_mb"]) * 2**20)  # decoded samples, shared by both sets
+    for items in (train_set, val_set):
+        if hasattr(items, "cache"):
+            items.cache = cache
     summary = train(
         task,
         train_set,
