@@ -336,3 +336,28 @@ def test_validate_missing_cars_for_dynamic(tiny_radiomapseer, tmp_path):
 def test_reader_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="antenna"):
         discover_maps(tmp_path)
+
+
+@pytest.mark.parametrize("simulation", ["IRT2", "carsDPM", "carsIRT2", "carsIRT4"])
+def test_every_simulation_reads_with_its_own_tx(tiny_radiomapseer, tmp_path, simulation):
+    """Each simulation folder is read with the Tx it holds (IRT4-like: Tx 0 only here), the cars
+    simulations with the cars mask as the dynamic condition's third channel."""
+    root = tmp_path / "rms"
+    shutil.copytree(tiny_radiomapseer, root)
+    source = root / ("gain/carsDPM" if simulation.startswith("cars") else "gain/DPM")
+    if simulation == "carsDPM":  # synthesized with every Tx: keep Tx 0
+        for p in source.glob("*_1.png"):
+            p.unlink()
+    else:
+        (root / "gain" / simulation).mkdir()
+        for p in source.glob("*_0.png"):
+            shutil.copy(p, root / "gain" / simulation / p.name)
+    r = validate(root, simulation=simulation, condition="dynamic")
+    assert r["ok"] and r["coverage"][simulation] == {"maps": 5, "samples": 5, "listed": 10, "fraction": 0.5}
+    ds = RadioMapSeerDataset(root, maps=[0, 1, 2, 3, 4], simulation=simulation, condition="dynamic", image_size=32)
+    assert [s.name for s in ds.samples] == [f"{m}_0" for m in range(5)]
+    item = ds[1]
+    cars = read_png(root / "png/cars/1.png").astype(np.float32) / 255
+    assert np.allclose(item["condition"][2].numpy(), cars.reshape(32, 2, 32, 2).mean(axis=(1, 3)) * 2 - 1, atol=1e-5)
+    gain = read_png(source / "1_0.png").astype(np.float32) / 255
+    assert np.allclose(item["target"][0].numpy(), gain.reshape(32, 2, 32, 2).mean(axis=(1, 3)) * 2 - 1, atol=1e-5)
