@@ -15,6 +15,11 @@ items per second.
 
     python benchmarks/streaming.py --work /tmp/radiodiff-bench --out streaming.json
 
+With ``--runs sample/radiomapseer evaluate/radiomapseer --models WORKSPACE`` it measures the
+test-side stages the same way: ``radiodiff sample`` (1 sampler step) and ``radiodiff evaluate``
+on folders whose test split holds 400 or 4,000 samples (48 or 50 of 52 maps; the maps are the
+same), with the RadioDiff and RadioUNet models of a finished quick run in ``WORKSPACE``.
+
 Prints a table and writes the figures as JSON. Takes about 20 minutes on 2 CPU cores.
 """
 
@@ -188,6 +193,35 @@ def train_run(work: Path, model: str, dataset: str, n: int, steps: int, batch: i
     }
 
 
+TEST_SPLIT = {"train": 0.02, "val": 0.02, "test": 0.96, "seed": 42}  # 50 of the 52 maps in test
+
+
+def test_side_run(work: Path, stage: str, n: int, models: Path) -> dict:
+    """Peak anonymous memory of ``radiodiff sample|evaluate radiomapseer`` on a test split of
+    ``n`` samples, with the quick run's models (their own resolution and condition)."""
+    if models is None:
+        sys.exit("--models WORKSPACE (a finished quick run) is needed for the sample and evaluate runs")
+    tag = f"{stage}_radiomapseer_{n}"
+    root = radiomapseer_folder(work, n // 50)
+    p = yaml.safe_load((models / "params.yaml").read_text())
+    p["data"]["radiomapseer"].update(root=str(root), split=TEST_SPLIT)
+    p["sample"]["steps"] = 1
+    path = work / f"params_{tag}.yaml"
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    samples = work / f"samples_radiomapseer_{n}"
+    exe = shutil.which("radiodiff") or str(Path(sys.executable).parent / "radiodiff")
+    if stage == "sample":
+        shutil.rmtree(samples, ignore_errors=True)
+        cmd = [exe, "sample", "radiomapseer", "--root", str(root), "--out", str(samples),
+               "--ldm", str(models / "results/ldm/radiomapseer/model"),
+               "--radiounet", str(models / "results/radiounet/radiomapseer/model")]  # fmt: skip
+    else:
+        cmd = [exe, "evaluate", "radiomapseer", "--root", str(root), "--samples", str(samples),
+               "--out", str(work / f"evaluate_{n}")]  # fmt: skip
+    result = peak_rss_anon([*cmd, "--params", str(path)], work / f"{tag}.log")
+    return {"stage": f"{stage}_radiomapseer", "training_items": 0, "samples": n, "test_items": n, **result}
+
+
 def loader_rate(work: Path, workers: int, batches: int = 12, batch: int = 16) -> float:
     """Items per second the training DataLoader delivers (RadioMapSeer, 256², static condition)."""
     import torch
@@ -215,22 +249,27 @@ def main() -> None:
         help="MODEL/DATASET training stages to measure",
     )  # fmt: skip
     ap.add_argument("--no-loader", action="store_true", help="skip the loader-rate measurement")
+    ap.add_argument("--models", type=Path, help="a finished quick run (for the sample and evaluate runs)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     params = schema_default_params()
-    runs = [
-        train_run(args.work, *run.split("/"), n, args.steps, args.batch, params)
-        for run in args.runs
-        for n in args.sizes
-    ]
+    runs = []
+    for run in args.runs:
+        model, dataset = run.split("/")
+        for n in args.sizes:
+            if model in ("sample", "evaluate"):
+                runs.append(test_side_run(args.work, model, n, args.models))
+            else:
+                runs.append(train_run(args.work, model, dataset, n, args.steps, args.batch, params))
     default_workers = params["runtime"]["num_workers"]
     loader = {} if args.no_loader else {f"workers_{w}": loader_rate(args.work, w) for w in sorted({default_workers, 2})}
     result = {"image_size": SIZE, "runs": runs, "loader_items_per_s": loader, "default_workers": default_workers}
     args.out.write_text(json.dumps(result, indent=2))
     print(f"{'stage':<30}{'samples':>8}{'items':>8}{'RssAnon MB':>12}{'VmHWM MB':>10}{'train it/s':>11}{'wall s':>8}")
     for r in runs:
+        rate = r.get("train_items_per_s", float("nan"))
         print(f"{r['stage']:<30}{r['samples']:>8}{r['training_items']:>8}{r['peak_rss_anon_mb']:>12.0f}"
-              f"{r['peak_vm_hwm_mb']:>10.0f}{r['train_items_per_s']:>11.1f}{r['wall_s']:>8.0f}")  # fmt: skip
+              f"{r['peak_vm_hwm_mb']:>10.0f}{rate:>11.1f}{r['wall_s']:>8.0f}")  # fmt: skip
     print("loader items/s at 256²:", {k: round(v, 1) for k, v in loader.items()})
 
 

@@ -93,7 +93,7 @@ def test_validation_and_test_sampling_are_one_sampler(trained):
 
     pipe = load_pipeline(trained["dir"] / "ldm/model")
     task = LDMTask.from_pipeline(pipe)
-    items = RadioMapSeerSplits(trained["root"], DATA).items("val", pipe.meta)
+    items = RadioMapSeerSplits(trained["root"], DATA).items("val", pipe.meta).stacked()
     batch = {k: v for k, v in items.tensors.items()}
     a = task.predict(pipe, batch, 3, torch.Generator().manual_seed(4))
     b, _ = predict_items(pipe, items, 3, 4, batch_size=len(items), device=torch.device("cpu"))

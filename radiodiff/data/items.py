@@ -1,9 +1,10 @@
 """What the models see: the splits of both datasets as items, for the first-stage VAEs, the
 RadioDiff LDM and the RadioUNet baseline alike.
 
-Training reads items when the loader asks for them (:class:`LazyItems`: the PNGs are decoded in
-the DataLoader's workers), so a training process's memory does not grow with the dataset; the
-sample and evaluate stages stack a split's items in memory (:class:`StackedItems`).
+Training, sampling and scoring read items when the loader asks for them (:class:`LazyItems`:
+the PNGs are decoded in the DataLoader's workers), so their memory does not grow with the
+dataset; a single input or another root's samples (``predict``, ``evaluate --model``) are held
+in memory (:class:`StackedItems`).
 
 Map models (LDM, RadioUNet), :class:`RadioMapSeerItems` and :class:`ICASSPItems`:
 
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from radiodiff.core.encodings import ICASSP_DB_PER_UNIT, gain_db_per_unit, gray_to_unit
 from radiodiff.core.errors import DataError, ParamsError
@@ -74,6 +75,16 @@ class StackedItems(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {**{k: t[i] for k, t in self.tensors.items()}, "name": self.names[i]}
+
+    def first(self) -> dict:
+        if not self.names:
+            raise DataError("StackedItems: no items")
+        return {k: t[0] for k, t in self.tensors.items()}
+
+
+def item_batches(items: Dataset, batch_size: int) -> DataLoader:
+    """The items in order, ``batch_size`` at a time (read when asked for, in this process)."""
+    return DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=0)
 
 
 def concat_items(parts: list[StackedItems]) -> StackedItems:
@@ -294,23 +305,24 @@ class RadioMapSeerSplits:
         meta = {"condition": condition, "physics_exponent": exponent, "image_size": self.data["image_size"]}
         return train, val, meta
 
-    def items(self, split: str, meta: dict | None = None, maps=None) -> StackedItems:
-        """A split's items with a trained model's own condition and exponent (``meta``), or with
-        the static condition (for scoring: targets, buildings, Tx)."""
+    def items(self, split: str, meta: dict | None = None, maps=None) -> RadioMapSeerItems:
+        """A split's items (read when asked for) with a trained model's own condition and exponent
+        (``meta``), or with the static condition (for scoring: targets, buildings, Tx)."""
         if meta is None:
-            return radiomapseer_items(self.root, split, self.data, "static", 2.0, maps=maps).stacked()
+            return radiomapseer_items(self.root, split, self.data, "static", 2.0, maps=maps)
         exponent = meta.get("physics_exponent") or 2.0
-        return radiomapseer_items(self.root, split, self.data, meta["condition"], exponent, maps=maps).stacked()
+        return radiomapseer_items(self.root, split, self.data, meta["condition"], exponent, maps=maps)
 
     def all_items(self, meta: dict | None = None) -> StackedItems:
-        """Every map and Tx of the folder."""
-        return self.items("all", meta, maps=list(discover_maps(self.root)))
+        """Every map and Tx of the folder, in memory."""
+        return self.items("all", meta, maps=list(discover_maps(self.root))).stacked()
 
-    def physics(self, items: StackedItems, exponent: float) -> torch.Tensor:
-        """The log-distance baseline's maps (N, 1, S, S) on the unit scale, buildings 0."""
-        b, tx = items.tensors["buildings"].numpy(), items.tensors["tx"].numpy()
+    def physics(self, tensors: dict[str, torch.Tensor], exponent: float) -> torch.Tensor:
+        """The log-distance baseline's maps (N, 1, S, S) on the unit scale, buildings 0, for a
+        batch's (or stacked items') ``buildings`` and ``tx``."""
+        b, tx = tensors["buildings"].numpy(), tensors["tx"].numpy()
         size = full_size(self.root)
-        maps = [radiomapseer_physics(b[i, 0], tuple(tx[i]), exponent, size) for i in range(len(items.names))]
+        maps = [radiomapseer_physics(b[i, 0], tuple(tx[i]), exponent, size) for i in range(len(b))]
         return torch.from_numpy(np.stack(maps))[:, None]
 
     def fit_exponent(self, items: StackedItems) -> float:
@@ -366,16 +378,19 @@ class ICASSPSplits:
         meta = {"condition": "arranged", "image_size": int(train.first()["condition"].shape[-1])}
         return train, val, meta
 
-    def items(self, split: str, meta: dict | None = None) -> StackedItems:
-        return icassp_items(self.root, split).stacked()
+    def items(self, split: str, meta: dict | None = None) -> ICASSPItems:
+        """A split's crops, read when asked for."""
+        return icassp_items(self.root, split)
 
     def all_items(self, meta: dict | None = None) -> StackedItems:
+        """Every crop of every split, in memory."""
         splits = {r["split"] for r in read_metadata(self.root / "metadata.csv")}
-        return concat_items([self.items(s) for s in ("train", "val", "test") if s in splits])
+        return concat_items([self.items(s).stacked() for s in ("train", "val", "test") if s in splits])
 
-    def physics(self, items: StackedItems, exponent=None) -> torch.Tensor:
-        """FSPL with the antenna pattern, no walls (the arranged B channel), on the unit scale."""
-        return icassp_physics_unit(items.tensors["condition"])
+    def physics(self, tensors: dict[str, torch.Tensor], exponent=None) -> torch.Tensor:
+        """FSPL with the antenna pattern, no walls (the arranged B channel), on the unit scale, for
+        a batch's (or stacked items') ``condition``."""
+        return icassp_physics_unit(tensors["condition"])
 
 
 def map_splits(dataset: str, root, data: dict | None = None) -> RadioMapSeerSplits | ICASSPSplits:

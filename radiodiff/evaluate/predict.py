@@ -147,7 +147,7 @@ def score_model(model_dir, root, out_dir, data: dict | None = None, steps=None, 
     if dataset == "radiomapseer":
         exponent = pipe.meta.get("physics_exponent") or splits.fit_exponent(items)
     t0 = time.perf_counter()
-    phys = splits.physics(items, exponent)
+    phys = splits.physics(items.tensors, exponent)
     phys_s = time.perf_counter() - t0
     n = len(items.names)
     timing = {method: {"ms_per_map": 1000 * seconds / n}, "physics": {"ms_per_map": 1000 * phys_s / n}}

@@ -5,18 +5,21 @@ resolution: RadioMapSeer gray gain (round(255·gain), buildings 0, named ``{map}
 ICASSP path loss in dB (round(PL), padded pixels 0, named ``B{b}_Ant{a}_f{f}_S{s}``).
 ``sampling.json`` beside them records, per method, the wall time per map on the device used,
 the sampler steps and seed. The physics baselines are computed here (they need no training).
-Both datasets take the same path; :func:`radiodiff.data.items.map_splits` adapts each.
+Both datasets take the same path; :func:`radiodiff.data.items.map_splits` adapts each. The test
+split is read, predicted and written batch by batch, so memory does not grow with its size.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import torch
+from torch.utils.data import Dataset
 
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
-from radiodiff.data.items import StackedItems, map_splits
+from radiodiff.data.items import item_batches, map_splits
 from radiodiff.evaluate.maps import write_maps
 from radiodiff.metrics import zero_buildings
 from radiodiff.models.pipelines import load_pipeline
@@ -26,33 +29,50 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class Clock:
+    """Seconds spent in the timed blocks (CUDA synchronized around each)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - self.t0
+
+
 @torch.no_grad()
-def predict_items(
-    pipe, items: StackedItems, steps: int | None, seed: int, batch_size: int, device
-) -> tuple[torch.Tensor, float]:
-    """Maps on [0, 1] for every item (building pixels 0 for RadioMapSeer) and seconds spent.
+def predict_batches(
+    pipe, items: Dataset, steps: int | None, seed: int, batch_size: int, device, clock: Clock | None = None
+) -> Iterator[tuple[dict, torch.Tensor]]:
+    """(batch, maps on [0, 1]) for the items in order, building pixels 0 for RadioMapSeer.
 
     One generator seeded with ``seed`` drives the whole run in a fixed batch order, so the
     samples are deterministic for a seed on a given device. ``steps``: RadioDiff's sampler steps
-    (None = the model's own default).
+    (None = the model's own default). ``clock`` adds the model's time (reading excluded).
     """
     pipe = pipe.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    cond_all = items.tensors["condition"]
-    out = []
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for start in range(0, len(cond_all), batch_size):
-        cond = cond_all[start : start + batch_size].to(device)
-        out.append(pipe(cond, steps=steps, generator=generator).float().cpu())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    pred = torch.cat(out)
-    if "buildings" in items.tensors:
-        pred = zero_buildings(pred, items.tensors["buildings"])
-    return pred, seconds
+    clock = clock or Clock(device)
+    for batch in item_batches(items, batch_size):
+        with clock:
+            pred = pipe(batch["condition"].to(device), steps=steps, generator=generator).float().cpu()
+        if "buildings" in batch:
+            pred = zero_buildings(pred, batch["buildings"])
+        yield batch, pred
+
+
+def predict_items(pipe, items: Dataset, steps: int | None, seed: int, batch_size: int, device):
+    """Every item's map on [0, 1] (N, 1, S, S) and the model's seconds: :func:`predict_batches`
+    gathered (a single input, another root's samples)."""
+    clock = Clock(device)
+    preds = [pred for _, pred in predict_batches(pipe, items, steps, seed, batch_size, device, clock)]
+    return torch.cat(preds), clock.seconds
 
 
 def check_model(pipe, dataset: str, image_size: int, where) -> None:
@@ -94,17 +114,19 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
             check_model(pipe, dataset, splits.image_size, model_dir)
             items = splits.items("test", pipe.meta)
             steps = sample["steps"] if method == "radiodiff" else None
-            pred, seconds = predict_items(pipe, items, steps, sample["seed"], sample["batch_size"], device)
-            write_maps(tmp / method, items.names, pred, dataset, items.tensors.get("valid"))
+            clock = Clock(device)
+            for batch, pred in predict_batches(pipe, items, steps, sample["seed"], sample["batch_size"], device, clock):
+                write_maps(tmp / method, batch["name"], pred, dataset, batch.get("valid"))
             steps = pipe.meta["sampling_steps"] if method == "radiodiff" and steps is None else steps
-            methods[method] = timing(seconds, len(items), device, steps, sample["seed"], str(model_dir))
+            methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
         items = splits.items("test")
         exponent = splits.physics_exponent() if dataset == "radiomapseer" else None
-        t0 = time.perf_counter()
-        pred = splits.physics(items, exponent)
-        seconds = time.perf_counter() - t0
-        write_maps(tmp / "physics", items.names, pred, dataset, items.tensors.get("valid"))
-        methods["physics"] = timing(seconds, len(items), torch.device("cpu"), None, None, None)
+        clock = Clock(torch.device("cpu"))
+        for batch in item_batches(items, sample["batch_size"]):
+            with clock:
+                pred = splits.physics(batch, exponent)
+            write_maps(tmp / "physics", batch["name"], pred, dataset, batch.get("valid"))
+        methods["physics"] = timing(clock.seconds, len(items), torch.device("cpu"), None, None, None)
         if exponent is not None:
             methods["physics"]["exponent"] = exponent
         write_json(tmp / "sampling.json", {"dataset": dataset, "split": "test", "methods": methods})

@@ -13,7 +13,8 @@ Every method's output has the known building pixels set to 0 first. Two scopes:
   RMSE in dB is the challenge metric. Per-building and per-band breakdowns.
 
 Writes ``summary.json`` (keyed by method, DVC metrics) and ``per_sample.csv``. Both datasets
-take the same path; :func:`radiodiff.data.items.map_splits` adapts each.
+take the same path; :func:`radiodiff.data.items.map_splits` adapts each. The test split and the
+predictions are read and scored batch by batch (:class:`Scorer`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import torch
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_json, write_json
 from radiodiff.data.icassp import parse_name
-from radiodiff.data.items import StackedItems, map_splits
+from radiodiff.data.items import StackedItems, item_batches, map_splits
 from radiodiff.data.splits import describe_split
 from radiodiff.evaluate.maps import METHODS, read_maps
 from radiodiff.metrics import MetricAccumulator, building_pixels, write_rows, zero_buildings
 
 HEADLINE = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db")
+SCORE_BATCH = 64  # test items read and scored at a time
 
 
 def _headline(s: dict) -> dict:
@@ -44,51 +46,77 @@ def _headline(s: dict) -> dict:
     return out
 
 
+class Scorer:
+    """Every method's per-image metrics, added batch by batch (:meth:`add`), then the summary
+    (keyed by method) and the per-sample rows (:meth:`result`, by method, then scope)."""
+
+    def __init__(self, dataset: str, methods, db_per_unit: float):
+        self.dataset, self.methods = dataset, tuple(methods)
+        self.scopes = ("all", "outdoor") if dataset == "radiomapseer" else ("valid", "open")
+        self.accs = {(m, sc): MetricAccumulator(db_per_unit=db_per_unit) for m in self.methods for sc in self.scopes}
+        self.n = 0
+
+    def add(self, batch: dict, preds: dict[str, torch.Tensor]) -> None:
+        """Score one batch of items (``target`` and ``buildings`` or ``valid`` and ``condition``,
+        ``name``) against every method's predictions on [0, 1] (B, 1, S, S)."""
+        target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
+        names = list(batch["name"])
+        if self.dataset == "radiomapseer":
+            masks = {"all": None, "outdoor": ~building_pixels(batch["buildings"])}
+            extra_cols: dict = {}
+        else:
+            valid = batch["valid"]
+            walls = (batch["condition"][:, :2] > -1.0).any(dim=1, keepdim=True)
+            masks = {"valid": valid, "open": valid & ~walls}
+            ids = [parse_name(n) for n in names]
+            extra_cols = {
+                "building": [f"B{i.building}" for i in ids],
+                "band": [f"f{i.band}" for i in ids],
+                "antenna": [f"Ant{i.antenna}" for i in ids],
+            }
+        for method in self.methods:
+            pred = preds[method]
+            if pred.shape != target.shape:
+                raise DataError(f"{method}: predictions of shape {tuple(pred.shape)} for targets {tuple(target.shape)}")
+            if self.dataset == "radiomapseer":
+                pred = zero_buildings(pred, batch["buildings"])
+            for scope, mask in masks.items():
+                acc = self.accs[method, scope]
+                acc.add(pred, target, mask=mask, names=names, method=method, scope=scope, **extra_cols)
+        self.n += len(names)
+
+    def result(self, timing=None) -> tuple[dict, list[dict]]:
+        summary, rows = {}, []
+        for method in self.methods:
+            entry: dict = {}
+            for scope in self.scopes:
+                acc = self.accs[method, scope]
+                s = _headline(acc.summary())
+                if self.dataset == "icassp":
+                    s["per_building"] = {k: _headline(v) for k, v in acc.summary("building").items()}
+                    s["per_band"] = {k: _headline(v) for k, v in acc.summary("band").items()}
+                if not entry:
+                    entry = s
+                else:
+                    entry[scope] = s
+                rows.extend(acc.to_rows())
+            if timing and method in timing:
+                entry["ms_per_map"] = timing[method]["ms_per_map"]
+            summary[method] = entry
+        return summary, rows
+
+
 def score(dataset: str, items: StackedItems, preds: dict[str, torch.Tensor], db_per_unit: float, timing=None):
-    """Summary (keyed by method) and per-sample rows for predictions on [0, 1] (N, 1, S, S)."""
-    target = ((items.tensors["target"] + 1) / 2).clamp(0, 1).float()
-    names = items.names
-    if dataset == "radiomapseer":
-        known = building_pixels(items.tensors["buildings"])
-        scopes = {"all": None, "outdoor": ~known}
-        extra_cols: dict = {}
-    else:
-        valid = items.tensors["valid"]
-        walls = (items.tensors["condition"][:, :2] > -1.0).any(dim=1, keepdim=True)
-        scopes = {"valid": valid, "open": valid & ~walls}
-        ids = [parse_name(n) for n in names]
-        extra_cols = {
-            "building": [f"B{i.building}" for i in ids],
-            "band": [f"f{i.band}" for i in ids],
-            "antenna": [f"Ant{i.antenna}" for i in ids],
-        }
-    summary, rows = {}, []
-    for method, pred in preds.items():
-        if pred.shape != target.shape:
-            raise DataError(f"{method}: predictions of shape {tuple(pred.shape)} for targets {tuple(target.shape)}")
-        if dataset == "radiomapseer":
-            pred = zero_buildings(pred, items.tensors["buildings"])
-        entry: dict = {}
-        for scope, mask in scopes.items():
-            acc = MetricAccumulator(db_per_unit=db_per_unit)
-            acc.add(pred, target, mask=mask, names=names, method=method, scope=scope, **extra_cols)
-            s = _headline(acc.summary())
-            if extra_cols:
-                s["per_building"] = {k: _headline(v) for k, v in acc.summary("building").items()}
-                s["per_band"] = {k: _headline(v) for k, v in acc.summary("band").items()}
-            if not entry:
-                entry = s
-            else:
-                entry[scope] = s
-            rows.extend(acc.to_rows())
-        if timing and method in timing:
-            entry["ms_per_map"] = timing[method]["ms_per_map"]
-        summary[method] = entry
-    return summary, rows
+    """Summary (keyed by method) and per-sample rows for predictions on [0, 1] (N, 1, S, S) of
+    items held in memory."""
+    scorer = Scorer(dataset, preds, db_per_unit)
+    scorer.add({**items.tensors, "name": items.names}, preds)
+    return scorer.result(timing)
 
 
-def protocol(dataset: str, items: StackedItems, db_per_unit: float, split: str, **extra) -> dict:
-    side = int(items.tensors["target"].shape[-1])
+def protocol(dataset: str, items, db_per_unit: float, split: str, **extra) -> dict:
+    """What ``summary.json`` was scored on; ``items``: the scored items (lazy or in memory)."""
+    side = int(items.first()["target"].shape[-1])
     if dataset == "radiomapseer":
         scope = "top-level metrics on all pixels; 'outdoor' on pixels not fully covered by a building"
         scale = "gray gain / 255 on [0, 1]"
@@ -142,8 +170,10 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     samples = Path(samples)
     items = splits.items("test")
     timing = read_json(samples / "sampling.json")["methods"]
-    preds = {m: read_maps(samples / m, items.names, dataset) for m in METHODS}
-    summary, rows = score(dataset, items, preds, splits.db_per_unit, timing)
+    scorer = Scorer(dataset, METHODS, splits.db_per_unit)
+    for batch in item_batches(items, SCORE_BATCH):
+        scorer.add(batch, {m: read_maps(samples / m, batch["name"], dataset) for m in METHODS})
+    summary, rows = scorer.result(timing)
     extra = {}
     if dataset == "radiomapseer":
         extra = {
