@@ -28,7 +28,7 @@ pixels needs at least 6).
 
 Whole-set RMSE (RadioUNet's protocol) pools all squared errors, √(Σ SSE / Σ n) over every
 scored pixel of every image; it weights images by their scored pixel count, so it differs from
-the mean of per-image RMSEs (RadioDiff's protocol). :class:`MetricAccumulator` reports both.
+the mean of per-image RMSEs (RadioDiff's averaging). :class:`MetricAccumulator` reports both.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 Protocol (SPEC Contracts, REFERENCE.md §4): on the [0, 1] scale at the model's resolution,
 per image, then averaged over images: NMSE, RMSE, MAE, SSIM (Gaussian 11, σ 1.5, data range
 1), PSNR (data range 1); the whole-set RMSE (RadioUNet's pooled protocol); RMSE in dB.
-Every method's output has the known building pixels set to 0 first. Two scopes:
+RadioMapSeer outputs have the known building pixels set to 0 first; ICASSP outputs are scored
+as they are. Two scopes:
 
-- RadioMapSeer: ``all`` pixels (RadioDiff's protocol) and ``outdoor`` pixels only (not fully
-  covered by a building at the model resolution); dB per unit 99.16 (×(1 − threshold) when
-  RadioUNet's noise-floor threshold is on).
+- RadioMapSeer: ``all`` pixels, known building pixels set to 0 first (RadioDiff scored its raw
+  float prediction, buildings included, so this is not its protocol: zeroing can only lower the
+  error), and ``outdoor`` pixels only (not fully covered by a building at the model
+  resolution); dB per unit 99.16 (×(1 − threshold) when RadioUNet's noise-floor threshold is on).
 - ICASSP: the crops' ``valid`` (not padded) pixels, the challenge's scope, and ``open`` pixels
   (valid and not on a wall). The [0, 1] scale is (160 − PL)/147, so RMSE in dB = 147·RMSE;
   RMSE in dB is the challenge metric. Per-building and per-band breakdowns.
@@ -120,9 +122,14 @@ def protocol(dataset: str, items, db_per_unit: float, split: str, **extra) -> di
     if dataset == "radiomapseer":
         scope = "top-level metrics on all pixels; 'outdoor' on pixels not fully covered by a building"
         scale = "gray gain / 255 on [0, 1]"
+        buildings = (
+            "known building pixels set to 0 in every method's output before scoring (can only lower the error; "
+            "RadioDiff scored its raw float prediction)"
+        )
     else:
         scope = "top-level metrics on the crops' valid (not padded) pixels; 'open' also excludes walls"
         scale = "(160 - PL dB) / 147 on [0, 1]; rmse_db = 147 x rmse (the challenge metric)"
+        buildings = "nothing zeroed: every valid pixel of each method's output is scored as predicted"
     return {
         "dataset": dataset,
         "split": split,
@@ -132,7 +139,7 @@ def protocol(dataset: str, items, db_per_unit: float, split: str, **extra) -> di
         "data_range": 1.0,
         "db_per_unit": db_per_unit,
         "scope": scope,
-        "buildings": "known building pixels set to 0 in every method's output before scoring",
+        "buildings": buildings,
         "ssim": "torchmetrics, Gaussian kernel 11, sigma 1.5, k1 0.01, k2 0.03, data range 1",
         "psnr": "data range 1 (the published RadioDiff numbers inferred the range from the data)",
         **extra,

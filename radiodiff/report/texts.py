@@ -75,13 +75,16 @@ DEPARTURES = (
         "PSNR / SSIM",
         "torchmetrics without `data_range` (range inferred from each image)",
         "data range 1, stated in every summary",
-        "current torchmetrics requires the range; inferring it inflates PSNR",
+        "current torchmetrics requires the range; the inferred range is at most 1 on [0, 1] maps, "
+        "so data range 1 can only raise PSNR and SSIM against the published computation",
     ),
     (
         "Scoring",
         "full-resolution maps",
-        "the model's resolution; known building pixels set to 0 in every method's output; outdoor / open scopes too",
-        "buildings are an input, so they are not a prediction",
+        "the model's resolution; RadioMapSeer: known building pixels set to 0 in every method's output "
+        "before scoring (scope `all`), also `outdoor`; ICASSP: the crops' valid pixels, also `open` (nothing zeroed)",
+        "buildings are an input, so they are not a prediction; zeroing them can only lower the error, "
+        "so `all` is not the published protocol (which scored the raw float prediction)",
     ),
     (
         "RadioUNet baseline",
