@@ -288,3 +288,39 @@ def test_latent_cache_encodes_each_item_once_and_survives_a_restart(trained, tmp
     (tmp_path / "latents" / "values-0.npy").write_bytes(b"torn")  # a torn write: start again
     task()._cached_encodings(batch)
     assert calls[-1] == 3
+
+
+def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
+    """The sample stage keeps each method's raw float maps (buildings included); evaluate scores
+    them on every pixel as the paper did, beside the zeroed PNG scopes, streaming the split."""
+    import csv
+
+    from radiodiff.core.encodings import unit_to_gray
+    from radiodiff.evaluate import sampling, scoring
+    from radiodiff.metrics import MetricAccumulator, zero_buildings
+
+    params = {**trained["params"], "sample": {"steps": 2, "seed": 0, "batch_size": 1}}
+    d, root = trained["dir"], str(trained["root"])
+    sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
+    scoring.run(params, "radiomapseer", tmp_path / "samples", tmp_path / "eval", root=root)
+    items = RadioMapSeerSplits(trained["root"], DATA).items("test").stacked()
+    target = (items.tensors["target"] + 1) / 2
+    summary = json.loads((tmp_path / "eval/summary.json").read_text())
+    for method in ("radiodiff", "radiounet", "physics"):
+        raw = torch.from_numpy(np.load(tmp_path / "samples/float" / f"{method}.npy"))
+        assert raw.shape == (len(items), 1, 32, 32)
+        for i, name in enumerate(items.names):  # the PNGs are the zeroed, rounded float maps
+            png = read_png(tmp_path / "samples" / method / f"{name}.png")
+            assert np.array_equal(png, unit_to_gray(zero_buildings(raw, items.tensors["buildings"])[i, 0]))
+        acc = MetricAccumulator(db_per_unit=99.16)
+        acc.add(raw, target)
+        expect = acc.summary()
+        paper = summary[method]["paper"]
+        assert paper["n_images"] == len(items)
+        assert paper["rmse"] == pytest.approx(expect["rmse"]) and paper["nmse"] == pytest.approx(expect["nmse"])
+    # zeroing the known buildings can only lower the error (up to the PNG rounding)
+    assert summary["radiounet"]["paper"]["rmse"] >= summary["radiounet"]["rmse"] - 0.5 / 255
+    with open(tmp_path / "eval/per_sample.csv") as f:
+        scopes = {r["scope"] for r in csv.DictReader(f)}
+    assert scopes == {"all", "outdoor", "paper"}
+    assert "'paper'" in summary["protocol"]["scope"]

@@ -4,7 +4,9 @@
 resolution: RadioMapSeer gray gain (round(255·gain), buildings 0, named ``{map}_{tx}``);
 ICASSP path loss in dB (round(PL), padded pixels 0, named ``B{b}_Ant{a}_f{f}_S{s}``).
 ``sampling.json`` beside them records, per method, the wall time per map on the device used,
-the sampler steps and seed. The physics baselines are computed here (they need no training).
+the sampler steps and seed. RadioMapSeer also keeps every method's raw float maps, buildings
+included, in ``float/{method}.npy`` (N, 1, S, S, the test split's order) for the paper's scope.
+The physics baselines are computed here (they need no training).
 Both datasets take the same path; :func:`radiodiff.data.items.map_splits` adapts each. The test
 split is read, predicted and written batch by batch, so memory does not grow with its size.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -49,8 +52,9 @@ class Clock:
 @torch.no_grad()
 def predict_batches(
     pipe, items: Dataset, steps: int | None, seed: int, batch_size: int, device, clock: Clock | None = None
-) -> Iterator[tuple[dict, torch.Tensor]]:
-    """(batch, maps on [0, 1]) for the items in order, building pixels 0 for RadioMapSeer.
+) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
+    """(batch, maps on [0, 1] with building pixels 0 for RadioMapSeer, the raw maps as the model
+    gave them) for the items in order.
 
     One generator seeded with ``seed`` drives the whole run in a fixed batch order, so the
     samples are deterministic for a seed on a given device. ``steps``: RadioDiff's sampler steps
@@ -61,18 +65,37 @@ def predict_batches(
     clock = clock or Clock(device)
     for batch in item_batches(items, batch_size):
         with clock:
-            pred = pipe(batch["condition"].to(device), steps=steps, generator=generator).float().cpu()
-        if "buildings" in batch:
-            pred = zero_buildings(pred, batch["buildings"])
-        yield batch, pred
+            raw = pipe(batch["condition"].to(device), steps=steps, generator=generator).float().cpu()
+        yield batch, (zero_buildings(raw, batch["buildings"]) if "buildings" in batch else raw), raw
 
 
 def predict_items(pipe, items: Dataset, steps: int | None, seed: int, batch_size: int, device):
-    """Every item's map on [0, 1] (N, 1, S, S) and the model's seconds: :func:`predict_batches`
-    gathered (a single input, another root's samples)."""
+    """Every item's map on [0, 1] (N, 1, S, S; building pixels 0 for RadioMapSeer) and the model's
+    seconds: :func:`predict_batches` gathered (a single input, another root's samples)."""
     clock = Clock(device)
-    preds = [pred for _, pred in predict_batches(pipe, items, steps, seed, batch_size, device, clock)]
+    preds = [pred for _, pred, _ in predict_batches(pipe, items, steps, seed, batch_size, device, clock)]
     return torch.cat(preds), clock.seconds
+
+
+class FloatMaps:
+    """The raw float predictions of one method, ``float/{method}.npy`` (N, 1, S, S) in a sample
+    folder, written batch by batch into a memory-mapped file (RadioMapSeer: the paper's scope
+    scores them, buildings included, without PNG quantization)."""
+
+    def __init__(self, folder, method: str, n: int, side: int):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.array = np.lib.format.open_memmap(folder / f"{method}.npy", "w+", np.float32, (n, 1, side, side))
+        self.filled = 0
+
+    def add(self, maps: torch.Tensor) -> None:
+        self.array[self.filled : self.filled + len(maps)] = maps.numpy()
+        self.filled += len(maps)
+
+    def close(self) -> None:
+        if self.filled != len(self.array):
+            raise RadiodiffError(f"float predictions: {self.filled} maps written for {len(self.array)} items")
+        self.array.flush()
+        del self.array
 
 
 def check_model(pipe, dataset: str, image_size: int, where) -> None:
@@ -108,6 +131,7 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
     sample = params["sample"]
     device = torch.device(device) if device else default_device()
     methods: dict = {}
+    keep_float = dataset == "radiomapseer"  # the paper's scope (raw floats, buildings included)
     with atomic_dir(out) as tmp:
         for method, model_dir in (("radiodiff", ldm), ("radiounet", radiounet)):
             pipe = load_pipeline(model_dir)
@@ -115,17 +139,28 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
             items = splits.items("test", pipe.meta)
             steps = sample["steps"] if method == "radiodiff" else None
             clock = Clock(device)
-            for batch, pred in predict_batches(pipe, items, steps, sample["seed"], sample["batch_size"], device, clock):
+            floats = FloatMaps(tmp / "float", method, len(items), splits.image_size) if keep_float else None
+            batches = predict_batches(pipe, items, steps, sample["seed"], sample["batch_size"], device, clock)
+            for batch, pred, raw in batches:
                 write_maps(tmp / method, batch["name"], pred, dataset, batch.get("valid"))
+                if floats:
+                    floats.add(raw)
+            if floats:
+                floats.close()
             steps = pipe.meta["sampling_steps"] if method == "radiodiff" and steps is None else steps
             methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
         items = splits.items("test")
         exponent = splits.physics_exponent() if dataset == "radiomapseer" else None
         clock = Clock(torch.device("cpu"))
+        floats = FloatMaps(tmp / "float", "physics", len(items), splits.image_size) if keep_float else None
         for batch in item_batches(items, sample["batch_size"]):
             with clock:
                 pred = splits.physics(batch, exponent)
             write_maps(tmp / "physics", batch["name"], pred, dataset, batch.get("valid"))
+            if floats:
+                floats.add(pred)
+        if floats:
+            floats.close()
         methods["physics"] = timing(clock.seconds, len(items), torch.device("cpu"), None, None, None)
         if exponent is not None:
             methods["physics"]["exponent"] = exponent

@@ -25,6 +25,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from radiodiff.core.errors import DataError, RadiodiffError
@@ -52,15 +53,20 @@ class Scorer:
     """Every method's per-image metrics, added batch by batch (:meth:`add`), then the summary
     (keyed by method) and the per-sample rows (:meth:`result`, by method, then scope)."""
 
-    def __init__(self, dataset: str, methods, db_per_unit: float):
+    def __init__(self, dataset: str, methods, db_per_unit: float, paper: bool = False):
         self.dataset, self.methods = dataset, tuple(methods)
         self.scopes = ("all", "outdoor") if dataset == "radiomapseer" else ("valid", "open")
+        if paper:
+            if dataset != "radiomapseer":
+                raise RadiodiffError("the paper scope is RadioDiff's RadioMapSeer protocol")
+            self.scopes += ("paper",)
         self.accs = {(m, sc): MetricAccumulator(db_per_unit=db_per_unit) for m in self.methods for sc in self.scopes}
         self.n = 0
 
-    def add(self, batch: dict, preds: dict[str, torch.Tensor]) -> None:
+    def add(self, batch: dict, preds: dict[str, torch.Tensor], raw: dict[str, torch.Tensor] | None = None) -> None:
         """Score one batch of items (``target`` and ``buildings`` or ``valid`` and ``condition``,
-        ``name``) against every method's predictions on [0, 1] (B, 1, S, S)."""
+        ``name``) against every method's predictions on [0, 1] (B, 1, S, S); with the ``paper``
+        scope, ``raw`` holds each method's float maps, scored on every pixel as they are."""
         target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
         names = list(batch["name"])
         if self.dataset == "radiomapseer":
@@ -85,6 +91,10 @@ class Scorer:
             for scope, mask in masks.items():
                 acc = self.accs[method, scope]
                 acc.add(pred, target, mask=mask, names=names, method=method, scope=scope, **extra_cols)
+            if "paper" in self.scopes:
+                if raw is None or raw[method].shape != target.shape:
+                    raise DataError(f"{method}: float predictions missing or of another shape for the paper scope")
+                self.accs[method, "paper"].add(raw[method], target, names=names, method=method, scope="paper")
         self.n += len(names)
 
     def result(self, timing=None) -> tuple[dict, list[dict]]:
@@ -120,11 +130,14 @@ def protocol(dataset: str, items, db_per_unit: float, split: str, **extra) -> di
     """What ``summary.json`` was scored on; ``items``: the scored items (lazy or in memory)."""
     side = int(items.first()["target"].shape[-1])
     if dataset == "radiomapseer":
-        scope = "top-level metrics on all pixels; 'outdoor' on pixels not fully covered by a building"
+        scope = (
+            "top-level metrics on all pixels; 'outdoor' on pixels not fully covered by a building; 'paper' on "
+            "every pixel of the raw float predictions (no PNG rounding, nothing zeroed: RadioDiff's protocol)"
+        )
         scale = "gray gain / 255 on [0, 1]"
         buildings = (
-            "known building pixels set to 0 in every method's output before scoring (can only lower the error; "
-            "RadioDiff scored its raw float prediction)"
+            "known building pixels set to 0 in every method's output before scoring (can only lower the error), "
+            "except in 'paper': the raw float prediction on every pixel, buildings included, as RadioDiff scored"
         )
     else:
         scope = "top-level metrics on the crops' valid (not padded) pixels; 'open' also excludes walls"
@@ -165,6 +178,24 @@ def write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
     write_json(out_dir / "summary.json", json_safe(summary))
 
 
+def float_maps(samples: Path, n: int) -> dict[str, np.ndarray] | None:
+    """Every method's raw float maps of a sample folder (``float/{method}.npy``, memory-mapped);
+    None for a folder written before they were kept (the paper scope is then left out)."""
+    paths = {m: samples / "float" / f"{m}.npy" for m in METHODS}
+    if not any(p.is_file() for p in paths.values()):
+        print(f"{samples}: no float/ predictions (an older sample stage); the paper scope is left out", file=sys.stderr)
+        return None
+    out = {}
+    for m, p in paths.items():
+        try:
+            out[m] = np.load(p, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise DataError(f"{p}: unreadable float predictions ({e}); re-run the sample stage") from e
+        if out[m].shape[0] != n:
+            raise DataError(f"{p}: {out[m].shape[0]} maps for {n} test items; re-run the sample stage")
+    return out
+
+
 def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict:
     """The ``evaluate_{dataset}`` stage: score every method's sampled test maps in ``samples``
     against RadioMapSeer ``root`` or the ICASSP ``crops``; writes ``summary.json`` and
@@ -177,9 +208,15 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     samples = Path(samples)
     items = splits.items("test")
     timing = read_json(samples / "sampling.json")["methods"]
-    scorer = Scorer(dataset, METHODS, splits.db_per_unit)
+    floats = float_maps(samples, len(items)) if dataset == "radiomapseer" else None
+    scorer = Scorer(dataset, METHODS, splits.db_per_unit, paper=floats is not None)
+    start = 0
     for batch in item_batches(items, SCORE_BATCH):
-        scorer.add(batch, {m: read_maps(samples / m, batch["name"], dataset) for m in METHODS})
+        preds = {m: read_maps(samples / m, batch["name"], dataset) for m in METHODS}
+        end = start + len(batch["name"])
+        raw = {m: torch.from_numpy(np.array(a[start:end])) for m, a in floats.items()} if floats else None
+        scorer.add(batch, preds, raw)
+        start = end
     summary, rows = scorer.result(timing)
     extra = {}
     if dataset == "radiomapseer":

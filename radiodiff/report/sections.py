@@ -205,6 +205,13 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
             + ("pixels not fully covered by a building." if second == "outdoor" else "valid pixels off the walls.")
         )
         doc.table(rows2, css="metrics", best=best2)
+    rows3, best3 = _metrics_rows(summary, "paper")
+    if any(len(r) > 2 for r in rows3):
+        doc.para(
+            "Scope `paper` (RadioDiff's protocol): every pixel of each method's raw float prediction, "
+            "buildings included, nothing zeroed and no PNG rounding."
+        )
+        doc.table(rows3, css="metrics", best=best3, html_id=f"metrics-{dataset}-paper")
     if dataset == "radiomapseer":
         doc.para("Published numbers for context (256×256 real DPM maps; protocols differ between papers):")
         doc.table(list(PUBLISHED_RADIOMAPSEER), columns=("method", "nmse", "rmse", "ssim", "psnr"))
