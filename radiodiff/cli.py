@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> None:
     batch = p.get("sample", {}).get("batch_size", 16)
     summary = score_model(
         args.model, args.root, args.out, data=p.get("data", {}).get("radiomapseer"), steps=args.steps, seed=seed,
-        batch_size=batch,
+        batch_size=batch, ema=p.get("sample", {}).get("use_ema", True),
     )  # fmt: skip
     print(headline_table(summary), file=sys.stderr)
 
@@ -187,6 +187,7 @@ def cmd_predict(args) -> None:
         data=p.get("data", {}).get("radiomapseer"),
         steps=args.steps,
         seed=args.seed,
+        ema=p.get("sample", {}).get("use_ema", True),
     )
     for path in paths:
         print(path)

@@ -299,7 +299,7 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
     from radiodiff.evaluate import sampling, scoring
     from radiodiff.metrics import MetricAccumulator, zero_buildings
 
-    params = {**trained["params"], "sample": {"steps": 2, "seed": 0, "batch_size": 1}}
+    params = {**trained["params"], "sample": {"steps": 2, "seed": 0, "batch_size": 1, "use_ema": True}}
     d, root = trained["dir"], str(trained["root"])
     sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
     scoring.run(params, "radiomapseer", tmp_path / "samples", tmp_path / "eval", root=root)
@@ -324,3 +324,33 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
         scopes = {r["scope"] for r in csv.DictReader(f)}
     assert scopes == {"all", "outdoor", "paper"}
     assert "'paper'" in summary["protocol"]["scope"]
+
+
+def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
+    """Training exports the EMA weights (``unet/``, ``net/``) and the raw ones beside them
+    (``unet_raw/``, ``net_raw/``, recorded in the folder's JSON); ``sample.use_ema`` chooses, and a
+    folder without raw weights is a clear error."""
+    import shutil
+
+    from radiodiff.core.errors import RadiodiffError
+    from radiodiff.evaluate import sampling
+
+    d = trained["dir"]
+    for folder, net, meta in (("ldm", "unet", "radiodiff.json"), ("radiounet", "net", "radiounet.json")):
+        model = d / folder / "model"
+        assert (model / f"{net}_raw" / "model.safetensors").is_file()
+        assert set(json.loads((model / meta).read_text())["weights"]) == {net, f"{net}_raw"}
+        ema, raw = load_pipeline(model), load_pipeline(model, ema=False)
+        ema_w, raw_w = getattr(ema, net).state_dict(), getattr(raw, net).state_dict()
+        assert ema_w.keys() == raw_w.keys() and any(not torch.equal(ema_w[k], raw_w[k]) for k in ema_w)
+    params = {**trained["params"], "sample": {"steps": 2, "seed": 0, "batch_size": 2, "use_ema": False}}
+    root = str(trained["root"])
+    sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "raw", root=root)
+    methods = json.loads((tmp_path / "raw/sampling.json").read_text())["methods"]
+    assert methods["radiodiff"]["weights"] == methods["radiounet"]["weights"] == "raw"
+    old = tmp_path / "old"
+    shutil.copytree(d / "radiounet/model", old)
+    shutil.rmtree(old / "net_raw")
+    with pytest.raises(RadiodiffError, match=r"no raw weights \(net_raw/"):
+        load_pipeline(old, ema=False)
+    assert load_pipeline(old).net is not None  # the EMA weights still load

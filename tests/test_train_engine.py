@@ -82,7 +82,7 @@ class ToyTask:
             n += x.numel()
         return {"mse": se / n}
 
-    def export(self, model, out_dir):
+    def export(self, model, out_dir, raw=None):
         torch.save(model.state_dict(), Path(out_dir) / "model.pt")
 
 

@@ -107,9 +107,11 @@ def predict(
     steps=None,
     seed: int = 0,
     batch_size: int = 16,
+    ema: bool = True,
 ) -> list[Path]:
-    """Predict and write PNGs into ``out``; returns their paths."""
-    pipe = load_pipeline(model_dir)
+    """Predict and write PNGs into ``out`` with the model's EMA (``ema``) or raw weights; returns
+    their paths."""
+    pipe = load_pipeline(model_dir, ema=ema)
     dataset = pipe.meta["dataset"]
     if input_dir is not None:
         items = _folder_splits(pipe, input_dir, data).all_items(pipe.meta)
@@ -127,16 +129,19 @@ def predict(
     return [out / f"{n}.png" for n in items.names]
 
 
-def score_model(model_dir, root, out_dir, data: dict | None = None, steps=None, seed: int = 0, batch_size: int = 16):
+def score_model(
+    model_dir, root, out_dir, data: dict | None = None, steps=None, seed: int = 0, batch_size: int = 16, ema=True
+):
     """Score a trained model on every sample of another dataset root, without retraining.
 
     RadioMapSeer: ``root`` is a RadioMapSeer folder (e.g. the real dataset); all its maps and
     Tx are scored, with the physics baseline beside the model (the model's own fitted exponent
     when it has one, else one fitted on ``root`` itself, which favours the baseline). ICASSP:
     ``root`` is a crop_icassp output folder (run arrange and crop on the real data first); all
-    its crops are scored. Writes ``summary.json`` and ``per_sample.csv`` into ``out_dir``.
+    its crops are scored. Writes ``summary.json`` and ``per_sample.csv`` into ``out_dir``. ``ema``:
+    the model's EMA weights, else its raw training weights.
     """
-    pipe = load_pipeline(model_dir)
+    pipe = load_pipeline(model_dir, ema=ema)
     method = "radiodiff" if (Path(model_dir) / "radiodiff.json").is_file() else "radiounet"
     dataset = pipe.meta["dataset"]
     device = default_device()

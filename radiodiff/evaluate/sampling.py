@@ -134,7 +134,7 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
     keep_float = dataset == "radiomapseer"  # the paper's scope (raw floats, buildings included)
     with atomic_dir(out) as tmp:
         for method, model_dir in (("radiodiff", ldm), ("radiounet", radiounet)):
-            pipe = load_pipeline(model_dir)
+            pipe = load_pipeline(model_dir, ema=sample["use_ema"])
             check_model(pipe, dataset, splits.image_size, model_dir)
             items = splits.items("test", pipe.meta)
             steps = sample["steps"] if method == "radiodiff" else None
@@ -149,6 +149,7 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
                 floats.close()
             steps = pipe.meta["sampling_steps"] if method == "radiodiff" and steps is None else steps
             methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
+            methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
         items = splits.items("test")
         exponent = splits.physics_exponent() if dataset == "radiomapseer" else None
         clock = Clock(torch.device("cpu"))

@@ -151,3 +151,19 @@ class PretrainedMixin:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise RadiodiffError(f"{directory}: weights do not match config.json ({first} ...)") from None
         return model.to(device).eval()
+
+
+RAW_SUFFIX = "_raw"
+
+
+def weights_folder(directory: Path, name: str, ema: bool) -> Path:
+    """The sub-folder of a trained model folder holding network ``name``'s EMA weights (``name/``)
+    or its raw training weights (``name_raw/``, exported beside them by the training stages);
+    a folder without raw weights is a clear error."""
+    folder = Path(directory) / (name if ema else name + RAW_SUFFIX)
+    if not ema and not folder.is_dir():
+        raise RadiodiffError(
+            f"{directory}: no raw weights ({folder.name}/; the folder predates them or was not written by a "
+            "training stage); use the EMA weights (sample.use_ema: true) or retrain"
+        )
+    return folder

@@ -12,15 +12,18 @@ from radiodiff.models.radiodiff import RADIODIFF_JSON, RadioDiffPipeline
 from radiodiff.models.radiounet import RADIOUNET_JSON, RadioUNetPipeline
 
 
-def load_pipeline(directory: str | os.PathLike, device="cpu") -> RadioDiffPipeline | RadioUNetPipeline:
-    """Whichever trained model ``directory`` holds (a ``model/`` folder of a train_ldm_* or train_radiounet_* stage)."""
+def load_pipeline(
+    directory: str | os.PathLike, device="cpu", ema: bool = True
+) -> RadioDiffPipeline | RadioUNetPipeline:
+    """Whichever trained model ``directory`` holds (a ``model/`` folder of a train_ldm_* or
+    train_radiounet_* stage), with its EMA weights (``ema``) or its raw training weights."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RadiodiffError(f"{directory}: model folder not found")
     if (directory / RADIODIFF_JSON).is_file():
-        return RadioDiffPipeline.from_pretrained(directory, device)
+        return RadioDiffPipeline.from_pretrained(directory, device, ema)
     if (directory / RADIOUNET_JSON).is_file():
-        return RadioUNetPipeline.from_pretrained(directory, device)
+        return RadioUNetPipeline.from_pretrained(directory, device, ema)
     raise RadiodiffError(
         f"{directory}: not a trained model folder (no {RADIODIFF_JSON} or {RADIOUNET_JSON}; "
         "use results/ldm/<dataset>/model or results/radiounet/<dataset>/model)"

@@ -25,6 +25,7 @@ from radiodiff.core.io import read_json, write_json
 from radiodiff.diffusion import const_sde
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet
+from radiodiff.models.persistence import RAW_SUFFIX, weights_folder
 
 RADIODIFF_JSON = "radiodiff.json"
 EXTRA_VAES = ("building", "antenna")  # ICASSP: condition channels [R, G] and [B]
@@ -101,20 +102,28 @@ class RadioDiffPipeline(torch.nn.Module):
         x = self.vae.decode(z0 / self.meta["scale_factor"])
         return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, raw_unet: CondUNet | None = None) -> Path:
+        """The folder: ``unet/`` (this pipeline's U-Net: the EMA weights when written by training),
+        ``unet_raw/`` (``raw_unet``, the training weights themselves, when given), the VAEs and
+        ``radiodiff.json`` (which records the two)."""
         directory = Path(directory)
         self.unet.save_pretrained(directory / "unet")
+        meta = dict(self.meta)
+        if raw_unet is not None:
+            raw_unet.save_pretrained(directory / f"unet{RAW_SUFFIX}")
+            meta["weights"] = {"unet": "EMA of the training weights", f"unet{RAW_SUFFIX}": "training weights (raw)"}
         self.vae.save_pretrained(directory / "vae")
         for k, v in self.extra_vaes.items():
             v.save_pretrained(directory / f"vae_{k}")
-        write_json(directory / RADIODIFF_JSON, self.meta)
+        write_json(directory / RADIODIFF_JSON, meta)
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device="cpu") -> RadioDiffPipeline:
+    def from_pretrained(cls, directory: str | os.PathLike, device="cpu", ema: bool = True) -> RadioDiffPipeline:
+        """A trained folder with its EMA U-Net (``ema``) or its raw training weights."""
         directory = Path(directory)
         meta = read_json(directory / RADIODIFF_JSON)
         extra = {k: AutoencoderKL.from_pretrained(directory / f"vae_{k}") for k in meta.get("extra_scale_factors", {})}
-        unet = CondUNet.from_pretrained(directory / "unet")
+        unet = CondUNet.from_pretrained(weights_folder(directory, "unet", ema))
         pipe = cls(unet, AutoencoderKL.from_pretrained(directory / "vae"), meta, extra)
         return pipe.to(device).eval()

@@ -25,7 +25,7 @@ from torch import nn
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import read_json, write_json
 from radiodiff.models.autoencoder import group_norm
-from radiodiff.models.persistence import ConfigMixin, PretrainedMixin
+from radiodiff.models.persistence import RAW_SUFFIX, ConfigMixin, PretrainedMixin, weights_folder
 
 __all__ = ["NORMS", "RadioUNet", "RadioUNetConfig", "RadioUNetPipeline"]
 
@@ -216,15 +216,21 @@ class RadioUNetPipeline(torch.nn.Module):
     def forward(self, condition: torch.Tensor, steps=None, generator=None) -> torch.Tensor:
         return ((self.net(condition) + 1.0) / 2.0).clamp(0.0, 1.0)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, raw_net: RadioUNet | None = None) -> Path:
+        """The folder: ``net/`` (the EMA weights when written by training), ``net_raw/`` (``raw_net``,
+        the training weights themselves, when given) and ``radiounet.json``."""
         directory = Path(directory)
         self.net.save_pretrained(directory / "net")
-        write_json(directory / RADIOUNET_JSON, self.meta)
+        meta = dict(self.meta)
+        if raw_net is not None:
+            raw_net.save_pretrained(directory / f"net{RAW_SUFFIX}")
+            meta["weights"] = {"net": "EMA of the training weights", f"net{RAW_SUFFIX}": "training weights (raw)"}
+        write_json(directory / RADIOUNET_JSON, meta)
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device="cpu") -> RadioUNetPipeline:
+    def from_pretrained(cls, directory: str | os.PathLike, device="cpu", ema: bool = True) -> RadioUNetPipeline:
+        """A trained folder with its EMA weights (``ema``) or its raw training weights."""
         directory = Path(directory)
-        return (
-            cls(RadioUNet.from_pretrained(directory / "net"), read_json(directory / RADIOUNET_JSON)).to(device).eval()
-        )
+        net = RadioUNet.from_pretrained(weights_folder(directory, "net", ema))
+        return cls(net, read_json(directory / RADIOUNET_JSON)).to(device).eval()

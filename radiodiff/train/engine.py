@@ -86,8 +86,9 @@ class TrainTask(Protocol):
         """Metrics of ``model`` (the EMA copy, in eval mode, under no_grad) on the validation loader."""
         ...
 
-    def export(self, model: torch.nn.Module, out_dir: Path) -> None:
-        """Write the final model (the EMA copy) into ``out_dir`` (an empty temporary folder)."""
+    def export(self, model: torch.nn.Module, out_dir: Path, raw: torch.nn.Module | None = None) -> None:
+        """Write the final model (the EMA copy) into ``out_dir`` (an empty temporary folder);
+        ``raw``: the trained weights themselves, for the tasks that export both."""
         ...
 
 
@@ -376,7 +377,7 @@ def train(
                 os.kill(os.getpid(), signal.SIGKILL)
         seconds = time.perf_counter() - t_start
 
-        # ---- finish: export the EMA model ----
+        # ---- finish: export the EMA model (and the raw weights beside it) ----
         if steps_run == 0:  # resumed from a finished run: evaluate and export again
             val_metrics = evaluate()
             saver.save(counters)
@@ -386,7 +387,7 @@ def train(
         if main:  # one process cleans and exports
             checkpoint.remove_stale_temporaries(state_dir, model_dir)
             with atomic_dir(model_dir) as tmp:
-                task.export(ema.model, tmp)
+                task.export(ema.model, tmp, raw=accelerator.unwrap_model(task.model))
         accelerator.wait_for_everyone()
     finally:
         bar.close()

@@ -248,8 +248,8 @@ class LDMTask:
         pipe = self.pipeline(model)
         return loader_means(lambda batch: self.predict(pipe, batch), loader)
 
-    def export(self, model, out_dir: Path) -> None:
-        self.pipeline(model).save_pretrained(out_dir)
+    def export(self, model, out_dir: Path, raw=None) -> None:
+        self.pipeline(model).save_pretrained(out_dir, raw_unet=raw)
 
 
 def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:

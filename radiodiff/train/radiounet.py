@@ -49,8 +49,8 @@ class RadioUNetTask:
 
         return loader_means(predict, loader)
 
-    def export(self, model, out_dir: Path) -> None:
-        RadioUNetPipeline(model, self.meta).save_pretrained(out_dir)
+    def export(self, model, out_dir: Path, raw=None) -> None:
+        RadioUNetPipeline(model, self.meta).save_pretrained(out_dir, raw_net=raw)
 
 
 def run(params: dict, dataset: str, out, root=None, crops=None) -> dict:

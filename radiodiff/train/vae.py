@@ -65,8 +65,8 @@ class VAETask:
             n += x.shape[0]
         return {k: v / max(n, 1) for k, v in sums.items()}
 
-    def export(self, model, out_dir: Path) -> None:
-        model.save_pretrained(out_dir)
+    def export(self, model, out_dir: Path, raw=None) -> None:
+        model.save_pretrained(out_dir)  # the EMA weights: the frozen first stage of the LDM
 
 
 def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict:
