@@ -194,8 +194,22 @@ def cmd_predict(args) -> None:
 
 
 def cmd_scale(args) -> None:
+    if not args.name:  # list the presets
+        for preset in sorted((Path(args.repo) / "params").glob("*.yaml")):
+            first = preset.read_text().splitlines()[:1]
+            print(f"{preset.stem:<15} {first[0].lstrip('# ') if first and first[0].startswith('#') else ''}")
+        return
     path = write_scale(args.name, repo=args.repo)
     print(f"wrote {path} from params/{args.name}.yaml")
+
+
+def cmd_recipes(args) -> None:
+    from radiodiff.core.recipes import write_presets
+
+    stale = write_presets(Path(args.repo) / "params", check=args.check)
+    if args.check and stale:
+        raise RadiodiffError(f"stale preset(s) {', '.join(stale)}: run `radiodiff recipes`")
+    print("presets: " + ("up to date" if not stale else f"wrote {', '.join(stale)}"))
 
 
 def cmd_dvc_yaml(args) -> None:
@@ -321,10 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", default="data/validation", help="folder of the validation reports")
     p.add_argument("--out", required=True, help="output folder (index.html, report.md, figures/)")
 
-    p = sub.add_parser("scale", help="write the preset params/NAME.yaml into params.yaml (quick, paper, ci)")
-    p.add_argument("name")
+    p = sub.add_parser("scale", help="write params/NAME.yaml into params.yaml; without NAME, list the presets")
+    p.add_argument("name", nargs="?", help="quick, ci, paper, paper_jul2025, paper_dec2024, enhanced")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("recipes", help="write the recipe presets from params/paper_jul2025.yaml (--check: if stale)")
+    p.add_argument("--check", action="store_true", help="only check that the presets are up to date")
+    p.add_argument("--repo", default=".", help="repository root (default: .)")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it is stale)")
     p.add_argument("--out", default="dvc.yaml", help="path (default: dvc.yaml)")

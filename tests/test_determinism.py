@@ -29,8 +29,8 @@ DRIVER = textwrap.dedent(
         "model": dict(ch=8, ch_mult=[1, 1, 2], num_res_blocks=1, z_channels=3, embed_dim=3, attn_resolutions=[],
                       dropout=0.0),
         "loss": dict(kl_weight=1e-6, perceptual_weight=0.0, disc_start=1, disc_weight=0.5, disc_factor=1.0,
-                     disc_loss="hinge", disc_num_layers=1, disc_ndf=8, disc_lr=2e-4, logvar_init=0.0, edge_weight=1.0,
-                     lpips_net="vgg", lpips_backbone_path=None),
+                     disc_loss="hinge", disc_num_layers=1, disc_ndf=8, disc_lr=2e-4, logvar_init=0.0, learn_logvar=True,
+                     edge_weight=1.0, lpips_net="vgg", lpips_backbone_path=None),
         "data": {"augment": False},
         "train": TRAIN,
     }

@@ -417,3 +417,22 @@ def test_lpips_loads_a_local_backbone_and_maps_channels(empty_hub, tmp_path, mon
     monkeypatch.setenv(BACKBONE_ENV, str(ckpt))
     with pytest.raises(ParamsError, match="alexnet-owt-7be5be79.pth.*not a torchvision vgg"):
         LPIPSLoss("vgg")
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_logvar_is_optimized_only_when_learned(learn):
+    """loss.learn_logvar: radiodiff's (Enhanced) VAE optimizes the output log-variance; the
+    original's never put it in the optimizer, so it stays at logvar_init."""
+    from radiodiff.train.vae import VAETask
+
+    cfg = AutoencoderKLConfig(in_channels=1, out_channels=1, resolution=16, ch=8, ch_mult=(1, 2), z_channels=3)
+    loss = dict(disc_start=10, perceptual_weight=0.0, disc_num_layers=1, disc_ndf=8, logvar_init=0.5)
+    loss["learn_logvar"] = learn
+    task = VAETask(cfg, loss, disc_lr=1e-4, use_edges=False)
+    ae = task.param_groups()[0][1]
+    assert any(p is task.loss_fn.logvar for p in ae) == learn
+    opt = torch.optim.AdamW([p for p in ae], lr=0.1)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    task.loss({"image": x, "edges": torch.zeros(2, 1, 16, 16)}, 0, 0)[0].backward()
+    opt.step()
+    assert (task.loss_fn.logvar.item() != 0.5) == learn

@@ -238,6 +238,7 @@ class VAEGANLoss(nn.Module):
         edge_weight: float = 0.0,
         lpips_net: str = "vgg",
         lpips_backbone_path: str | os.PathLike | None = None,
+        learn_logvar: bool = True,
     ):
         super().__init__()
         if disc_loss not in ("hinge", "vanilla"):
@@ -256,7 +257,8 @@ class VAEGANLoss(nn.Module):
         # Only built when used: it needs local ImageNet weights (see LPIPSLoss).
         self.perceptual_loss = LPIPSLoss(lpips_net, lpips_backbone_path) if self.perceptual_weight > 0 else None
         # Learned output log-variance: nll = rec / exp(logvar) + logvar (a Laplace/Gaussian scale).
-        self.logvar = nn.Parameter(torch.tensor(float(logvar_init)))
+        # ``learn_logvar`` False keeps it at ``logvar_init``, as the original (never optimized) did.
+        self.logvar = nn.Parameter(torch.tensor(float(logvar_init)), requires_grad=bool(learn_logvar))
         self.discriminator = NLayerDiscriminator(disc_in_channels, disc_ndf, disc_num_layers)
 
     def adaptive_weight(self, nll_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:

@@ -59,10 +59,26 @@ DEPARTURES = (
         "the prior helps a small, briefly trained model most",
     ),
     (
+        "Training recipe",
+        "Dec-2024 release (configs/radio_train.yaml): batch 66 × 8, (t+1)/√t weights, AFT off; "
+        "Jul-2025 code (configs_old/BSDS_train_DPM.yaml): batch 32 × 1, exponential weights, AFT on; "
+        "both 50 k steps at lr 5e-5, fp32, scale 0.3, Swin drop-path 0.5, raw weights scored",
+        "presets `paper_jul2025` (= `paper`), `paper_dec2024` and `enhanced` (Jul-2025 plus learned logvar, "
+        "edge-aware VAE, clipping before the step, bf16), each with its table in the README; quick/ci: "
+        "radiodiff's own choices (EMA weights, scale `auto`, learned logvar)",
+        "one complete preset per published recipe, so 'paper' means a recipe that was run",
+    ),
+    (
         "Latent scale factor",
         "fixed 0.3",
-        "`auto` = 1 / std of the training posterior samples (a number overrides)",
-        "the VAEs here are new, so the right scale is measured, not assumed",
+        "`auto` = 1 / std of the training posterior samples at the quick scale; 0.3 in the recipe presets",
+        "the quick VAEs are new, so the right scale is measured, not assumed",
+    ),
+    (
+        "Weights sampled and scored",
+        "raw training weights (`use_ema: False`)",
+        "`sample.use_ema`: EMA at the quick scale, raw in the recipe presets; model folders hold both",
+        "the EMA of a short run is the better model; the recipes score as published",
     ),
     (
         "U-Net details",

@@ -22,7 +22,7 @@ from radiodiff.train.runs import run_fields, run_training
 
 
 class VAETask:
-    """The VAE-GAN as the engine sees it: optimizer 0 = autoencoder (+ learnable logvar),
+    """The VAE-GAN as the engine sees it: optimizer 0 = autoencoder (+ logvar when learned),
     optimizer 1 = discriminator, one step each per batch (as the original)."""
 
     def __init__(self, model_cfg: AutoencoderKLConfig, loss_kwargs: dict, disc_lr: float, use_edges: bool):
@@ -33,7 +33,8 @@ class VAETask:
         self._cache = None  # (batch id, reconstructions) shared by the two optimizer passes
 
     def param_groups(self):
-        ae = [*self.model.parameters(), self.loss_fn.logvar]  # the original never optimized logvar
+        # loss.learn_logvar: radiodiff optimizes logvar (the Enhanced fix); the original never did
+        ae = [*self.model.parameters(), *([self.loss_fn.logvar] if self.loss_fn.logvar.requires_grad else [])]
         return [("ae", ae, {}), ("disc", list(self.loss_fn.discriminator.parameters()), {"lr": self.disc_lr})]
 
     def modules(self):

@@ -1,0 +1,58 @@
+"""The recipe presets: each follows its table, the generated ones are up to date, and the README
+carries every table."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from radiodiff.core.params import load_params
+from radiodiff.core.recipes import ENHANCED_FIXES, PRIMARY, RECIPES, apply, markdown_table, mismatches, write_presets
+from tests.conftest import REPO
+
+PRESETS = REPO / "params"
+
+
+@pytest.mark.parametrize("name", ["paper_jul2025", "paper_dec2024", "enhanced", "paper"])
+def test_each_preset_follows_its_table(name):
+    params = load_params(PRESETS / f"{name}.yaml")
+    assert mismatches(params, RECIPES[PRIMARY if name == "paper" else name]) == []
+
+
+def test_a_drift_from_the_table_is_caught():
+    params = load_params(PRESETS / "paper_dec2024.yaml")
+    params["train_ldm_icassp"]["train"]["grad_accum"] = 1
+    params["sample"]["use_ema"] = True
+    found = mismatches(params, RECIPES["paper_dec2024"])
+    assert len(found) == 2 and any("train_ldm_icassp.train.grad_accum = 1, the table says 8" in m for m in found)
+
+
+def test_generated_presets_are_up_to_date(tmp_path):
+    assert write_presets(PRESETS, check=True) == []
+    copy = tmp_path / "params"
+    shutil.copytree(PRESETS, copy)
+    (copy / "enhanced.yaml").write_text((copy / "enhanced.yaml").read_text().replace("bf16", "'no'"))
+    assert write_presets(copy, check=True) == ["enhanced"]
+    assert write_presets(copy) == ["enhanced"] and write_presets(copy, check=True) == []
+
+
+def test_recipes_differ_where_the_papers_differ():
+    jul, dec = load_params(PRESETS / "paper_jul2025.yaml"), load_params(PRESETS / "paper_dec2024.yaml")
+    for ldm in ("train_ldm_radiomapseer", "train_ldm_icassp"):
+        assert (jul[ldm]["train"]["batch_size"], jul[ldm]["train"]["grad_accum"]) == (32, 1)
+        assert (dec[ldm]["train"]["batch_size"], dec[ldm]["train"]["grad_accum"]) == (66, 8)
+        assert (jul[ldm]["model"]["aft"], dec[ldm]["model"]["aft"]) == (True, False)
+        assert (jul[ldm]["diffusion"]["weighting"], dec[ldm]["diffusion"]["weighting"]) == ("jul2025", "dec2024")
+    enhanced = load_params(PRESETS / "enhanced.yaml")
+    assert enhanced["train_vae_radiomapseer"]["loss"]["learn_logvar"] is True
+    assert jul["train_vae_radiomapseer"]["loss"]["learn_logvar"] is False
+    # outside the rows, the recipes share everything
+    assert apply(jul, RECIPES["paper_dec2024"]) == {**dec, "scale": jul["scale"]}
+    assert apply(jul, ENHANCED_FIXES) == {**enhanced, "scale": jul["scale"]}
+
+
+def test_readme_has_every_table():
+    readme = (REPO / "README.md").read_text()
+    for name in ("paper_jul2025", "paper_dec2024", "enhanced"):
+        assert markdown_table(name) in readme, f"README: the {name} table is missing or stale (radiodiff recipes)"
