@@ -82,7 +82,8 @@ def check_outputs(repo):
         if ds == "radiomapseer":
             assert summary["protocol"]["split_rule"].startswith("ratios train 0.8 / val 0.1 / test 0.1")
         rows = (repo / f"results/evaluate/{ds}/per_sample.csv").read_text().splitlines()
-        assert len(rows) == 1 + 3 * 2 * summary["protocol"]["maps"]  # methods x scopes x maps
+        scopes = 3 if ds == "radiomapseer" else 2  # all, outdoor, paper / valid, open
+        assert len(rows) == 1 + 3 * scopes * summary["protocol"]["maps"]  # methods x scopes x maps
     icassp = json.loads((repo / "results/evaluate/icassp/summary.json").read_text())
     assert icassp["radiodiff"]["per_building"] and icassp["radiodiff"]["per_band"]
     bench = json.loads((repo / "results/benchmark.json").read_text())
