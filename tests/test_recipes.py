@@ -56,3 +56,12 @@ def test_readme_has_every_table():
     readme = (REPO / "README.md").read_text()
     for name in ("paper_jul2025", "paper_dec2024", "enhanced"):
         assert markdown_table(name) in readme, f"README: the {name} table is missing or stale (radiodiff recipes)"
+
+
+def test_a_row_naming_a_missing_key_is_one_clear_error():
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.core.recipes import Row
+
+    params = load_params(PRESETS / "paper_jul2025.yaml")
+    with pytest.raises(ParamsError, match=r"recipe: no key train_vae_\w+\.loss\.nosuch"):
+        apply(params, [Row("bad", {"train_vae_*.loss.nosuch": 1}, "nowhere")])

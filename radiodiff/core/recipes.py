@@ -226,7 +226,7 @@ def apply(params: dict, rows) -> dict:
     for row in rows:
         for dotted, value in row.params.items():
             for path in _paths(out, dotted):
-                get(out, path[:-1])[path[-1]]  # the key must exist
+                get(out, path)  # a ParamsError naming the key when the preset lacks it
                 get(out, path[:-1])[path[-1]] = copy.deepcopy(value)
     return out
 

@@ -61,7 +61,6 @@ class Scorer:
                 raise RadiodiffError("the paper scope is RadioDiff's RadioMapSeer protocol")
             self.scopes += ("paper",)
         self.accs = {(m, sc): MetricAccumulator(db_per_unit=db_per_unit) for m in self.methods for sc in self.scopes}
-        self.n = 0
 
     def add(self, batch: dict, preds: dict[str, torch.Tensor], raw: dict[str, torch.Tensor] | None = None) -> None:
         """Score one batch of items (``target`` and ``buildings`` or ``valid`` and ``condition``,
@@ -95,7 +94,6 @@ class Scorer:
                 if raw is None or raw[method].shape != target.shape:
                     raise DataError(f"{method}: float predictions missing or of another shape for the paper scope")
                 self.accs[method, "paper"].add(raw[method], target, names=names, method=method, scope="paper")
-        self.n += len(names)
 
     def result(self, timing=None) -> tuple[dict, list[dict]]:
         summary, rows = {}, []
