@@ -99,6 +99,11 @@ def _train(args) -> tuple[str, dict]:
 
 
 def _sample(args) -> tuple[str, dict]:
+    if args.dataset == "icassp_full":
+        if not args.arranged:
+            raise RadiodiffError("sample icassp_full: give --arranged (the arrange_icassp output)")
+        paths = {"arranged": args.arranged, "ldm": args.ldm, "radiounet": args.radiounet, "out": args.out}
+        return "sample_icassp_full", paths
     paths = {"ldm": args.ldm, "radiounet": args.radiounet, "out": args.out, "root": args.root, "crops": args.crops}
     return f"sample_{args.dataset}", {"dataset": args.dataset, **paths}
 
@@ -106,6 +111,10 @@ def _sample(args) -> tuple[str, dict]:
 def _evaluate(args) -> tuple[str, dict]:
     if not (args.dataset and args.samples and args.out):
         raise RadiodiffError("evaluate: give DATASET --samples DIR --out DIR (or --model DIR --root DIR)")
+    if args.dataset == "icassp_full":
+        if not args.arranged:
+            raise RadiodiffError("evaluate icassp_full: give --arranged (the arrange_icassp output)")
+        return "evaluate_icassp_full", {"arranged": args.arranged, "samples": args.samples, "out": args.out}
     paths = {"samples": args.samples, "out": args.out, "root": args.root, "crops": args.crops}
     return f"evaluate_{args.dataset}", {"dataset": args.dataset, **paths}
 
@@ -116,6 +125,7 @@ def _benchmark(args) -> tuple[str, dict]:
 
 def _report(args) -> tuple[str, dict]:
     paths = {"results": args.results, "radiomapseer": args.radiomapseer, "icassp_crops": args.icassp_crops}
+    paths["icassp_arranged"] = args.icassp_arranged
     return "report", {**paths, "validation": args.validation, "out": args.out}
 
 
@@ -188,6 +198,8 @@ def cmd_predict(args) -> None:
         steps=args.steps,
         seed=args.seed,
         ema=p.get("sample", {}).get("use_ema", True),
+        pixel_size_m=args.metres_per_pixel,
+        window=p.get("sample", {}).get("window"),
     )
     for path in paths:
         print(path)
@@ -284,12 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-antenna", dest="vae_antenna", help="ldm icassp: the antenna VAE model folder")
 
     p = stage_cmd("sample", "test-split predictions of RadioDiff, RadioUNet and the physics baseline", _sample)
-    p.add_argument("dataset", choices=["radiomapseer", "icassp"])
+    p.add_argument("dataset", choices=["radiomapseer", "icassp", "icassp_full"], help="icassp_full: whole buildings")
     p.add_argument("--ldm", required=True, help="trained LDM model folder")
     p.add_argument("--radiounet", required=True, help="trained RadioUNet model folder")
     p.add_argument("--out", required=True, help="output folder (one subfolder of PNGs per method + sampling.json)")
     p.add_argument("--root", help="RadioMapSeer dataset folder")
     p.add_argument("--crops", help="ICASSP: crop_icassp output")
+    p.add_argument("--arranged", help="icassp_full: arrange_icassp output (whole buildings)")
 
     p = stage_cmd(
         "evaluate",
@@ -297,8 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
         _evaluate,
         func=cmd_evaluate,
     )
-    p.add_argument("dataset", nargs="?", choices=["radiomapseer", "icassp"])
+    p.add_argument("dataset", nargs="?", choices=["radiomapseer", "icassp", "icassp_full"])
     p.add_argument("--samples", help="sample stage output")
+    p.add_argument("--arranged", help="icassp_full: arrange_icassp output (whole buildings)")
     p.add_argument("--out", help="output folder (summary.json, per_sample.csv)")
     p.add_argument("--root", help="RadioMapSeer dataset folder (with --model: ICASSP takes a crops folder)")
     p.add_argument("--crops", help="ICASSP: crop_icassp output")
@@ -312,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--buildings", help="RadioMapSeer: buildings PNG (255 = building)")
     p.add_argument("--tx", help="RadioMapSeer: Tx pixel as ROW,COL in the buildings PNG")
     p.add_argument("--cars", help="RadioMapSeer dynamic condition: cars PNG")
+    p.add_argument(
+        "--metres-per-pixel",
+        dest="metres_per_pixel",
+        type=float,
+        default=1.0,
+        help="RadioMapSeer: metres per pixel of --buildings (default 1, RadioMapSeer's own)",
+    )
     p.add_argument("--input", help="ICASSP: raw input RGB PNG (reflectance, transmittance, distance)")
     p.add_argument("--pattern", help="ICASSP: the antenna's pattern CSV (360 gains in dB)")
     p.add_argument("--band", type=int, help="ICASSP: band 1, 2 or 3")
@@ -332,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--radiomapseer", required=True, help="RadioMapSeer folder (ground truth for the sample grids)")
     p.add_argument("--icassp-crops", dest="icassp_crops", required=True, help="crop_icassp output")
+    p.add_argument(
+        "--icassp-arranged", dest="icassp_arranged", required=True, help="arrange_icassp output (whole buildings)"
+    )
     p.add_argument("--validation", default="data/validation", help="folder of the validation reports")
     p.add_argument("--out", required=True, help="output folder (index.html, report.md, figures/)")
 

@@ -13,6 +13,7 @@ from radiodiff.cli import main
 from radiodiff.core.io import read_png
 from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSplits, dihedral
 from radiodiff.evaluate.sampling import predict_items
+from radiodiff.evaluate.windows import predict_windows
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.pipelines import load_pipeline
 from radiodiff.models.radiodiff import RadioDiffPipeline
@@ -135,15 +136,42 @@ def test_predict_a_synthetic_map(trained, tmp_path, capsys):
         printed = capsys.readouterr().out.strip().splitlines()
         assert len(printed) == 1 and printed[0].endswith(".png")
         img = read_png(printed[0], "L")
-        assert img.shape == (32, 32)
-        # fully covered building pixels are 0, as in the data
-        from radiodiff.data.radiomapseer import area_resize
-
-        assert (img[area_resize(b.astype(np.float32), 32) >= 1.0 - 1e-6] == 0).all()
+        assert img.shape == b.shape == (64, 64), "the whole map at the input's size"
+        assert (img[b] == 0).all(), "building pixels are 0, as in the data"
+        assert img[~b].min() >= 0 and img[~b].max() > 0
     # the folder form: every map and Tx of a RadioMapSeer root
     assert main(["predict", "--model", str(trained["dir"] / "ldm/model"), "--input-dir", str(root),
                  "--out", str(tmp_path / "all"), "--params", "none.yaml"]) == 0  # fmt: skip
     assert len(list((tmp_path / "all").glob("*.png"))) == 10
+
+
+def test_windows_of_a_one_window_map_are_the_pipeline_itself(trained):
+    """A map the size of the window: joint and independent windows both give the pipeline's own
+    sample for the same seed (the canvas is the window)."""
+    pipe = load_pipeline(trained["dir"] / "ldm/model")
+    cond = torch.rand(1, 3, 32, 32) * 2 - 1
+    direct = pipe(cond, steps=2, generator=torch.Generator().manual_seed(3))[0]
+    for mode in ("joint", "independent"):
+        got, tiling = predict_windows(pipe, cond[0], mode=mode, steps=2, generator=torch.Generator().manual_seed(3))
+        assert tiling.origins == ((0, 0),) and torch.allclose(got, direct, atol=1e-6), mode
+
+
+def test_joint_windows_sample_a_map_larger_than_a_window(trained):
+    pipe = load_pipeline(trained["dir"] / "ldm/model")
+    cond = torch.rand(3, 56, 72) * 2 - 1
+    runs = [
+        predict_windows(pipe, cond, mode="joint", steps=2, batch_size=2, generator=torch.Generator().manual_seed(1))
+        for _ in range(2)
+    ]
+    (a, tiling), (b, _) = runs
+    assert a.shape == (1, 56, 72) and len(tiling.origins) == 6 and torch.equal(a, b)
+    assert all(r % 4 == 0 and c % 4 == 0 for r, c in tiling.origins), "origins on the latent grid"
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+def test_model_folders_record_their_metres_per_pixel(trained):
+    for name in ("ldm", "radiounet"):
+        assert load_pipeline(trained["dir"] / name / "model").meta["metres_per_pixel"] == 2.0  # 64 m over 32 px
 
 
 @pytest.mark.parametrize(

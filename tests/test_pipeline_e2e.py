@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from radiodiff.cli import stage_call, stage_params
+from radiodiff.core.io import read_png
 from radiodiff.pipeline.code_deps import closure
 from radiodiff.pipeline.stages import STAGES, resolve
 from tests.conftest import ARTIFACTS, chromium, copy_repo, dvc_ran, edit_params, env_with_venv, run, snakemake_ran
@@ -34,16 +35,18 @@ DATA_STAGES = {
 }
 # every stage feeds the report, so every edit below re-runs it too
 RMS_MODELS = {"train_ldm_radiomapseer", "sample_radiomapseer", "evaluate_radiomapseer", "benchmark", "report"}
+FULL = {"sample_icassp_full", "evaluate_icassp_full"}  # whole buildings
 ICASSP_MODELS = {
     "train_ldm_icassp",
     "train_radiounet_icassp",
     "sample_icassp",
     "evaluate_icassp",
+    *FULL,
     "benchmark",
     "report",
 }
-ICASSP_LDM = {"train_ldm_icassp", "sample_icassp", "evaluate_icassp", "benchmark", "report"}
-SAMPLING = {"sample_radiomapseer", "sample_icassp", "evaluate_radiomapseer", "evaluate_icassp", "report"}
+ICASSP_LDM = {"train_ldm_icassp", "sample_icassp", "evaluate_icassp", *FULL, "benchmark", "report"}
+SAMPLING = {"sample_radiomapseer", "sample_icassp", "evaluate_radiomapseer", "evaluate_icassp", *FULL, "report"}
 VAES = {s for s in STAGES if s.startswith("train_vae_")}
 RADIOUNET = {f"{kind}_{ds}" for kind in ("train_radiounet", "sample", "evaluate") for ds in ("radiomapseer", "icassp")}
 
@@ -84,6 +87,7 @@ def check_outputs(repo):
         rows = (repo / f"results/evaluate/{ds}/per_sample.csv").read_text().splitlines()
         scopes = 3 if ds == "radiomapseer" else 2  # all, outdoor, paper / valid, open
         assert len(rows) == 1 + 3 * scopes * summary["protocol"]["maps"]  # methods x scopes x maps
+    check_whole_buildings(repo)
     icassp = json.loads((repo / "results/evaluate/icassp/summary.json").read_text())
     assert icassp["radiodiff"]["per_building"] and icassp["radiodiff"]["per_band"]
     bench = json.loads((repo / "results/benchmark.json").read_text())
@@ -94,12 +98,40 @@ def check_outputs(repo):
     report = repo / "results/report"
     assert (report / "index.html").is_file() and (report / "report.md").is_file()
     figures = {p.name for p in (report / "figures").glob("*.png")}
-    for name in ("samples_radiomapseer", "samples_icassp", "train_vae_radio_terms", "train_ldm_icassp_overview", "dag"):
+    for name in (
+        "samples_radiomapseer",
+        "samples_icassp",
+        "samples_icassp_full",
+        "train_vae_radio_terms",
+        "train_ldm_icassp_overview",
+        "dag",
+    ):
         assert f"{name}.png" in figures, name
     md = (report / "report.md").read_text()
     assert all(f"figures/{f}" in md for f in figures), "report.md links every figure"
     assert not list(repo.glob("data/**/.*.tmp-*")), "no temporary leftovers"
     assert not list(repo.glob("results/**/.*.tmp-*")), "no temporary leftovers"
+
+
+def check_whole_buildings(repo):
+    """The challenge's files: one PNG per test input per method, named as the input, at its size;
+    the weighted score per method."""
+    from radiodiff.data.icassp import held_out_rows
+
+    rows = held_out_rows(repo / "data/icassp/arranged")
+    summary = json.loads((repo / "results/evaluate/icassp_full/summary.json").read_text())
+    methods = {"radiodiff", "radiodiff_independent", "radiounet", "physics"}
+    assert methods <= set(summary)
+    for method in methods:
+        folder = repo / "results/samples/icassp_full" / method
+        assert sorted(p.name for p in folder.glob("*.png")) == sorted(f"{r['name']}.png" for r in rows)
+        for r in rows:
+            assert re.fullmatch(r"B\d+_Ant\d+_f[123]_S\d+", r["name"])
+            img = read_png(folder / f"{r['name']}.png", "L")
+            assert img.shape == (int(r["height"]), int(r["width"])) and 13 <= img.min() and img.max() <= 160
+        assert summary[method]["weighted_rmse_db"] > 0 and summary[method]["tasks"]["T3"]["maps"] == len(rows)
+    assert summary["radiodiff"]["seams"]["mode"] == "joint"
+    assert summary["radiodiff_independent"]["seams"]["mode"] == "independent"
 
 
 def snakemake(repo, *targets):
@@ -149,7 +181,7 @@ def test_snakemake_code_edits_rerun_only_the_stages_that_run_the_file(smk_repo):
     assert snakemake(repo) == {"report"}
     edit_code(repo, "radiodiff/models/radiounet.py")
     ran = snakemake(repo)
-    assert ran == RADIOUNET | {"benchmark", "report"} and not ran & VAES
+    assert ran == RADIOUNET | FULL | {"benchmark", "report"} and not ran & VAES
 
 
 SYS_MODULES_DRIVER = """

@@ -51,6 +51,23 @@ METADATA_COLUMNS = [
 ]
 
 
+def arranged_input(
+    rgb: np.ndarray,
+    tx_rc: tuple[float, float],
+    frequency_hz: float,
+    pattern: np.ndarray,
+    azimuth_deg: float,
+    min_distance_m: float = 0.1,
+    pixel_size_m: float = ICASSP_PIXEL_SIZE_M,
+) -> np.ndarray:
+    """A raw input RGB (H, W, 3) uint8 with channel B replaced by FSPL − G(θ) in dB, rounded and
+    clipped to [0, 255]."""
+    fspl = fspl_pattern_db(rgb.shape[:2], tx_rc, frequency_hz, pattern, azimuth_deg, min_distance_m, pixel_size_m)
+    arranged = rgb[..., :3].copy()
+    arranged[..., 2] = np.clip(np.rint(fspl), 0, 255).astype(np.uint8)
+    return arranged
+
+
 def arrange(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -98,11 +115,7 @@ def arrange(
                 patterns[sid.antenna] = read_pattern(pat_path)
             freq = frequency_hz(sid.band, in_path)
 
-            fspl = fspl_pattern_db(
-                (height, width), (y, x), freq, patterns[sid.antenna], azimuth, min_distance_m, pixel_size_m
-            )
-            arranged = rgb.copy()
-            arranged[..., 2] = np.clip(np.rint(fspl), 0, 255).astype(np.uint8)
+            arranged = arranged_input(rgb, (y, x), freq, patterns[sid.antenna], azimuth, min_distance_m, pixel_size_m)
             write_png(tmp / "inputs" / f"{sid.name}.png", arranged)
             shutil.copyfile(out_path, tmp / "targets" / f"{sid.name}.png")
             rows.append(

@@ -197,6 +197,15 @@ def write_metadata(path: str | os.PathLike, rows: list[dict], columns: list[str]
         writer.writerows(rows)
 
 
+def held_out_rows(arranged) -> list[dict]:
+    """The metadata rows of the test buildings of an ``arrange_icassp`` (or ``crop_icassp``) folder."""
+    path = Path(arranged) / "metadata.csv"
+    rows = [r for r in read_metadata(path) if r["split"] == "test"]
+    if not rows:
+        raise DataError(f"{path}: no test samples")
+    return rows
+
+
 def building_splits(buildings, split_cfg: dict | None = None) -> dict[int, str]:
     """Building id → "train" | "val" | "test" (``split_ids`` over the sorted distinct ids;
     ``split_cfg`` keys train, val, test, seed; missing keys take ``DEFAULT_SPLIT``)."""

@@ -39,7 +39,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from radiodiff.core.encodings import ICASSP_DB_PER_UNIT, gain_db_per_unit, gray_to_unit
+from radiodiff.core.encodings import (
+    ICASSP_DB_PER_UNIT,
+    ICASSP_PIXEL_SIZE_M,
+    RADIOMAPSEER_PIXEL_SIZE_M,
+    gain_db_per_unit,
+    gray_to_unit,
+)
 from radiodiff.core.errors import DataError, ParamsError
 from radiodiff.core.io import read_png
 from radiodiff.data.icassp import ICASSPCropDataset, read_metadata
@@ -302,7 +308,13 @@ class RadioMapSeerSplits:
         exponent = self.physics_exponent() if condition == "physics" else None
         train = radiomapseer_items(self.root, "train", self.data, condition, exponent or 2.0)
         val = radiomapseer_items(self.root, "val", self.data, condition, exponent or 2.0)
-        meta = {"condition": condition, "physics_exponent": exponent, "image_size": self.data["image_size"]}
+        size = int(self.data["image_size"])
+        meta = {
+            "condition": condition,
+            "physics_exponent": exponent,
+            "image_size": size,
+            "metres_per_pixel": full_size(self.root) * RADIOMAPSEER_PIXEL_SIZE_M / size,
+        }
         return train, val, meta
 
     def items(self, split: str, meta: dict | None = None, maps=None) -> RadioMapSeerItems:
@@ -375,7 +387,8 @@ class ICASSPSplits:
     def training_sets(self, augment: bool, key: str) -> tuple[LazyItems, LazyItems, dict]:
         train = icassp_items(self.root, "train", augment=augment)
         val = icassp_items(self.root, "val")
-        meta = {"condition": "arranged", "image_size": int(train.first()["condition"].shape[-1])}
+        size = int(train.first()["condition"].shape[-1])  # crops keep the arranged maps' pixels
+        meta = {"condition": "arranged", "image_size": size, "metres_per_pixel": ICASSP_PIXEL_SIZE_M}
         return train, val, meta
 
     def items(self, split: str, meta: dict | None = None) -> ICASSPItems:

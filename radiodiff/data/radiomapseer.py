@@ -155,18 +155,25 @@ def tx_position(path: str | Path) -> tuple[int, int]:
     return int(rows[0]), int(cols[0])
 
 
-def area_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """Area-average a float map to size×size (identity when already that size)."""
-    if img.shape == (size, size):
+def _shape(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int | np.integer) else (int(size[0]), int(size[1]))
+
+
+def area_resize(img: np.ndarray, size) -> np.ndarray:
+    """Area-average a float map to ``size`` (an int: size×size; or (rows, cols)); identity when
+    already that size."""
+    shape = _shape(size)
+    if img.shape == shape:
         return img.astype(np.float32)
-    return cv2.resize(img.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
-def tx_onehot(tx_rc: tuple[int, int], shape: tuple[int, int], size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """One-hot Tx channel at the downsampled Tx pixel, and that pixel."""
-    r = min(int(tx_rc[0] * size / shape[0]), size - 1)
-    c = min(int(tx_rc[1] * size / shape[1]), size - 1)
-    out = np.zeros((size, size), dtype=np.float32)
+def tx_onehot(tx_rc: tuple[int, int], shape: tuple[int, int], size) -> tuple[np.ndarray, tuple[int, int]]:
+    """One-hot Tx channel at the downsampled Tx pixel (``size``: an int or (rows, cols)), and that pixel."""
+    rows, cols = _shape(size)
+    r = min(int(tx_rc[0] * rows / shape[0]), rows - 1)
+    c = min(int(tx_rc[1] * cols / shape[1]), cols - 1)
+    out = np.zeros((rows, cols), dtype=np.float32)
     out[r, c] = 1.0
     return out, (r, c)
 
@@ -253,26 +260,30 @@ class RadioMapSeerDataset(Dataset):
 def make_condition(
     buildings: np.ndarray,
     tx_rc: tuple[int, int],
-    size: int,
+    size,
     condition: str = "static",
     physics_exponent: float = 2.5,
     cars: np.ndarray | None = None,
+    pixel_size_m: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """The 3×S×S condition image in [−1, 1] from a full-resolution building mask (bool, 1 m/pixel)
-    and Tx (row, col); also the area-averaged building mask and the Tx pixel at S."""
+    """The 3×S×S condition image in [−1, 1] from a full-resolution building mask (bool,
+    ``pixel_size_m`` metres per pixel, RadioMapSeer's 1 m by default) and Tx (row, col); also the
+    area-averaged building mask and the Tx pixel at S. ``size``: S, or (rows, cols) for a map of
+    another shape (whole-map prediction)."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
-    b_small = area_resize(buildings.astype(np.float32), size)
-    tx_map, tx_small = tx_onehot(tx_rc, buildings.shape, size)
+    shape = _shape(size)
+    b_small = area_resize(buildings.astype(np.float32), shape)
+    tx_map, tx_small = tx_onehot(tx_rc, buildings.shape, shape)
     if condition == "static":
         third = b_small
     elif condition == "dynamic":
         if cars is None:
             raise DataError("the dynamic condition needs a cars mask")
-        third = area_resize(cars.astype(np.float32), size)
+        third = area_resize(cars.astype(np.float32), shape)
     else:
-        scale = buildings.shape[0] / size  # metres per model pixel (1 m/pixel at full size)
-        third = log_distance_unit((size, size), tx_small, physics_exponent, pixel_size_m=scale)
+        scale = buildings.shape[0] * pixel_size_m / shape[0]  # metres per model pixel
+        third = log_distance_unit(shape, tx_small, physics_exponent, pixel_size_m=scale)
         third = third * (b_small < 0.5)
     cond = np.stack([b_small, tx_map, third]) * 2.0 - 1.0
     return cond.astype(np.float32), b_small, tx_small

@@ -27,6 +27,10 @@ CROPS = "data/icassp/crops"
 VAE_NAMES = ("radiomapseer", "building", "antenna", "radio")
 DATASETS = ("radiomapseer", "icassp")
 MODEL_KINDS = ("ldm", "radiounet")
+FULL_SAMPLES = "results/samples/icassp_full"
+FULL_EVALUATE = "results/evaluate/icassp_full"
+# what the test-split sample stages read of `sample` (its `window` is the whole-building stage's)
+SAMPLE_KEYS = ("sample.steps", "sample.seed", "sample.batch_size", "sample.use_ema")
 # How each engine hands a job its values (the one difference between their commands): DVC the
 # params file it tracks; Snakemake the config it resolved (params.yaml + --config, --configfile,
 # profiles), written to this file when the workflow is parsed.
@@ -229,7 +233,7 @@ def _table() -> list[Stage]:
                 f"sample_{ds}",
                 "radiodiff.evaluate.sampling",
                 f"radiodiff sample {ds} {source} --ldm {models[0]} --radiounet {models[1]} --out {samples}",
-                ("sample", *data),
+                (*SAMPLE_KEYS, *data),
                 (source.split()[1], *models),
                 (Output(samples),),
                 accelerator=True,
@@ -255,6 +259,32 @@ def _table() -> list[Stage]:
                 ),
             )
         )
+    models = ("results/ldm/icassp/model", "results/radiounet/icassp/model")
+    stages.append(
+        Stage(
+            "sample_icassp_full",
+            "radiodiff.evaluate.sample_full",
+            f"radiodiff sample icassp_full --arranged {ARRANGED} --ldm {models[0]} --radiounet {models[1]} "
+            f"--out {FULL_SAMPLES}",
+            ("sample.steps", "sample.seed", "sample.use_ema", "sample.window"),
+            (ARRANGED, *models),
+            (Output(FULL_SAMPLES),),
+            accelerator=True,
+        )
+    )
+    stages.append(
+        Stage(
+            "evaluate_icassp_full",
+            "radiodiff.evaluate.score_full",
+            f"radiodiff evaluate icassp_full --arranged {ARRANGED} --samples {FULL_SAMPLES} --out {FULL_EVALUATE}",
+            (),
+            (ARRANGED, FULL_SAMPLES),
+            (
+                Output(f"{FULL_EVALUATE}/summary.json", metric=True),
+                Output(f"{FULL_EVALUATE}/per_sample.csv", plot={"x": "name", "y": "rmse_db"}),
+            ),
+        )
+    )
     models = tuple(f"results/{kind}/{ds}/model" for kind in MODEL_KINDS for ds in DATASETS)
     stages.append(
         Stage(
@@ -273,19 +303,24 @@ def _table() -> list[Stage]:
             "report",
             "radiodiff.report.build",
             f"radiodiff report --results results --radiomapseer {RMS_ROOT} --icassp-crops {CROPS} "
-            "--validation data/validation --out results/report",
+            f"--icassp-arranged {ARRANGED} --validation data/validation --out results/report",
             # the report prints every section (the params used), so it declares them all; an edit
             # anywhere re-runs some stage upstream of it anyway, and a `report.*` edit re-runs it alone
             ALL_SECTIONS,
             (
                 RMS_ROOT,
                 CROPS,
+                ARRANGED,
                 RMS_VALIDATION,
                 ICASSP_VALIDATION,
                 "results/eda",
                 *(f"{t}/{f}" for t in trained for f in ("metrics.json", "train_log.csv")),
-                *(f"results/samples/{d}" for d in DATASETS),
-                *(f"results/evaluate/{d}/{f}" for d in DATASETS for f in ("summary.json", "per_sample.csv")),
+                *(f"results/samples/{d}" for d in (*DATASETS, "icassp_full")),
+                *(
+                    f"results/evaluate/{d}/{f}"
+                    for d in (*DATASETS, "icassp_full")
+                    for f in ("summary.json", "per_sample.csv")
+                ),
                 "results/benchmark.json",
             ),
             (Output("results/report"),),

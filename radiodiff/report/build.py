@@ -31,6 +31,7 @@ from radiodiff.report.sections import (
     provenance_rows,
     training_section,
     versions,
+    whole_building_section,
 )
 from radiodiff.report.texts import DATASETS, DEPARTURES
 
@@ -42,6 +43,7 @@ def build_report(
     validation_dir,
     out,
     params: dict,
+    icassp_arranged="data/icassp/arranged",
 ) -> dict:
     """Write ``index.html``, ``report.md`` and ``figures/`` into ``out`` (atomically).
 
@@ -67,6 +69,7 @@ def build_report(
             doc, "radiomapseer", results, Path(radiomapseer_root), params["data"]["radiomapseer"]
         )
         summaries["icassp"] = dataset_section(doc, "icassp", results, Path(icassp_crops), None)
+        whole_building_section(doc, results, Path(icassp_arranged))
         training_section(doc, results)
         eda_section(doc, results / "eda")
         benchmark_section(doc, bench)
@@ -98,6 +101,7 @@ def build_report(
     }
 
 
-def run(params: dict, results, radiomapseer, icassp_crops, validation, out) -> dict:
+def run(params: dict, results, radiomapseer, icassp_crops, validation, out, icassp_arranged) -> dict:
     """The ``report`` stage (see :func:`build_report`)."""
-    return {"stage": "report", **build_report(results, radiomapseer, icassp_crops, validation, out, params)}
+    summary = build_report(results, radiomapseer, icassp_crops, validation, out, params, icassp_arranged)
+    return {"stage": "report", **summary}

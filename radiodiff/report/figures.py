@@ -188,13 +188,18 @@ def phase_table(log: pd.DataFrame, disc_start: int) -> list[dict]:
 # --------------------------------------------------------------------------------------------- samples
 
 
-def sample_grid_figure(rows: list[dict], unit: str, style: Style, vmin: float, vmax: float) -> Figure:
-    """Rows of condition | ground truth | RadioDiff | RadioUNet | |RadioDiff − truth|, in dB.
+def sample_grid_figure(
+    rows: list[dict], unit: str, style: Style, vmin: float, vmax: float, methods: dict | None = None
+) -> Figure:
+    """Rows of condition | ground truth | each method | |RadioDiff − truth|, in dB.
 
-    Each row dict: ``name``, ``condition`` (H×W or H×W×3 on [0, 1]), ``truth``, ``radiodiff``,
-    ``radiounet`` (dB, NaN where not scored), ``tx`` (row, col) or None.
+    Each row dict: ``name``, ``condition`` (H×W or H×W×3 on [0, 1]), ``truth``, one map per key
+    of ``methods`` (key → column title; default RadioDiff and RadioUNet; dB, NaN where not
+    scored), ``tx`` (row, col) or None.
     """
-    cols = ("condition", "ground truth", "RadioDiff", "RadioUNet", "|RadioDiff − truth|")
+    methods = methods or {"radiodiff": "RadioDiff", "radiounet": "RadioUNet"}
+    cols = ("condition", "ground truth", *methods.values(), "|RadioDiff − truth|")
+    last = len(cols) - 1
     fig = style.figure(2.3 * len(cols) + 0.8, 2.25 * len(rows) + 0.4)
     axes = fig.subplots(len(rows), len(cols), squeeze=False)
     err_max = max(
@@ -202,12 +207,12 @@ def sample_grid_figure(rows: list[dict], unit: str, style: Style, vmin: float, v
     )
     for i, r in enumerate(rows):
         err = np.abs(r["radiodiff"] - r["truth"])
-        panels = (r["condition"], r["truth"], r["radiodiff"], r["radiounet"], err)
+        panels = (r["condition"], r["truth"], *(r[m] for m in methods), err)
         for j, img in enumerate(panels):
             ax = axes[i, j]
             if j == 0:
                 ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
-            elif j < 4:
+            elif j < last:
                 im = ax.imshow(img, cmap=style.cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             else:
                 eim = ax.imshow(img, cmap=style.error_cmap, vmin=0, vmax=err_max, interpolation="nearest")
@@ -219,9 +224,9 @@ def sample_grid_figure(rows: list[dict], unit: str, style: Style, vmin: float, v
                 ax.set_title(cols[j])
         axes[i, 0].set_ylabel(r["name"], fontsize=max(5.0, style.font_size - 2))
         rmse = float(np.sqrt(np.nanmean(err**2))) if np.isfinite(err).any() else float("nan")
-        axes[i, 4].set_xlabel(f"RMSE {rmse:.2f} dB", fontsize=max(5.0, style.font_size - 1))
-    fig.colorbar(im, ax=axes[:, 1:4], shrink=0.8, label=unit)
-    fig.colorbar(eim, ax=axes[:, 4], shrink=0.8, label="absolute error (dB)")
+        axes[i, last].set_xlabel(f"RMSE {rmse:.2f} dB", fontsize=max(5.0, style.font_size - 1))
+    fig.colorbar(im, ax=axes[:, 1:last], shrink=0.8, label=unit)
+    fig.colorbar(eim, ax=axes[:, last], shrink=0.8, label="absolute error (dB)")
     return fig
 
 
