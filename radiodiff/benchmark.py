@@ -4,8 +4,10 @@ Per model folder: a few timed training steps (the training task's own loss, the 
 frozen-VAE encoding of the batch included, backward, AdamW step on a copy of the model, random
 batches of the model's own shapes; the first ``warmup`` steps are not timed), giving
 steps/s, ms/step and peak memory; and sampling ms per map at the configured batch size
-(RadioDiff at each of ``radiodiff_steps`` sampler steps; RadioUNet one forward pass). The
-physics baselines are timed too. Nothing is trained to convergence and no output is reused.
+(RadioDiff at each of ``radiodiff_steps`` sampler steps; RadioUNet one forward pass), and
+milliseconds per whole map of ``whole_map_px`` (W, H) per dataset by sliding windows
+(``sample.window``; challenge entries report about 20 ms per map). The physics baselines are
+timed too. Nothing is trained to convergence and no output is reused.
 Peak memory: CUDA max allocated on a GPU; on a CPU the process's peak RSS so far (a bound,
 not a per-model figure).
 """
@@ -21,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.io import write_json
 from radiodiff.evaluate.sampling import default_device
-from radiodiff.models.pipelines import load_pipeline
+from radiodiff.evaluate.windows import model_shape, predict_windows
+from radiodiff.models.pipelines import load_pipeline, metres_per_pixel
 from radiodiff.models.radiodiff import RadioDiffPipeline
 from radiodiff.physics.baselines import icassp_physics_unit, radiomapseer_physics
 from radiodiff.train.ldm import LDMTask
@@ -105,6 +109,32 @@ def time_sampling(pipe, batch: int, repeats: int, device, steps=None) -> float:
     return 1000 * float(np.median(times)) / batch
 
 
+@torch.no_grad()
+def time_whole_map(pipe, size_px, window: dict, device, repeats: int) -> dict:
+    """Milliseconds per whole map of ``size_px`` (W, H) at the dataset's pixel size (RadioMapSeer
+    1 m, ICASSP 0.25 m), predicted by sliding windows (:func:`predict_windows`, median of
+    ``repeats`` maps after an untimed one); RadioDiff at its own sampler steps."""
+    pixel = RADIOMAPSEER_PIXEL_SIZE_M if pipe.meta["dataset"] == "radiomapseer" else ICASSP_PIXEL_SIZE_M
+    grid = model_shape((int(size_px[1]), int(size_px[0])), pixel, metres_per_pixel(pipe.meta))
+    cond = torch.rand(3, *grid, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    gen = torch.Generator(device=device).manual_seed(0)
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        _, tiling = predict_windows(pipe, cond, **window, generator=gen)
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return {
+        "size_px": [int(v) for v in size_px],
+        "model_grid": list(grid),
+        "windows": len(tiling.origins),
+        "mode": window["mode"] if hasattr(pipe, "unet") else "independent",
+        "ms_per_map": 1000 * float(np.median(times)),
+    }
+
+
 def time_physics(dataset: str, size: int, maps: int = 16) -> float:
     t0 = time.perf_counter()
     if dataset == "radiomapseer":
@@ -119,6 +149,7 @@ def time_physics(dataset: str, size: int, maps: int = 16) -> float:
 def run(params: dict, models: list, out) -> dict:
     """The ``benchmark`` stage: time every trained model folder of ``models`` into ``out`` (JSON)."""
     b = params["benchmark"]
+    window = {k: params["sample"]["window"][k] for k in ("mode", "overlap", "batch_size")}
     device = default_device()
     result: dict = {
         "device": str(device),
@@ -142,6 +173,8 @@ def run(params: dict, models: list, out) -> dict:
             }
         else:
             entry["sample_ms_per_map"] = time_sampling(pipe, b["sample_batch_size"], b["sample_repeats"], device)
+        size = b["whole_map_px"][pipe.meta["dataset"]]
+        entry["whole_map"] = time_whole_map(pipe, size, window, device, b["sample_repeats"])
         result["models"][key] = entry
         result["physics"].setdefault(
             pipe.meta["dataset"], time_physics(pipe.meta["dataset"], int(pipe.meta["image_size"]))

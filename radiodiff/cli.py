@@ -92,6 +92,7 @@ def _train(args) -> tuple[str, dict]:
     paths = {"out": args.out, "root": args.root, "crops": args.crops}
     if args.model == "vae":
         return stage, {"name": args.name, "edges": args.edges, **paths}
+    paths["arranged"] = args.arranged
     if args.model == "ldm":
         vaes = {k: getattr(args, k) for k in ("vae", "vae_radio", "vae_building", "vae_antenna")}
         return stage, {"dataset": args.name, **paths, **vaes}
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="RadioMapSeer dataset folder")
     p.add_argument("--edges", help="vae radiomapseer: edges stage output")
     p.add_argument("--crops", help="ICASSP: crop_icassp output")
+    p.add_argument("--arranged", help="ldm/radiounet icassp: arrange_icassp output (random windows, crop_policy mixed)")
     p.add_argument("--vae", help="ldm radiomapseer: the RadioMapSeer VAE model folder")
     p.add_argument("--vae-radio", dest="vae_radio", help="ldm icassp: the radio VAE model folder")
     p.add_argument("--vae-building", dest="vae_building", help="ldm icassp: the building VAE model folder")

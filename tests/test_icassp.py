@@ -22,8 +22,11 @@ from radiodiff.data.icassp import (
     ICASSPCropDataset,
     ICASSPDataset,
     SampleId,
+    details_path,
     discover,
+    input_path,
     parse_name,
+    pattern_path,
     read_details,
     read_metadata,
     read_positions,
@@ -550,3 +553,93 @@ def test_metadata_csv_is_plain_csv(arranged):
     with open(arranged / "metadata.csv", newline="") as f:
         header = next(csv.reader(f))
     assert header == METADATA_COLUMNS
+
+
+def test_mixed_crop_policy_adds_random_windows_of_the_arranged_maps(crops, arranged):
+    """crop_policy mixed: the Tx-aware crops plus as many random windows (random_share 0.5) cut
+    from the arranged training maps, each the same window on every read; validation stays on the
+    crops; tx_aware gives the crops alone."""
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.data.items import ICASSPSplits
+
+    splits = ICASSPSplits(crops, arranged)
+    plain, val, meta = splits.training_sets({"augment": False, "crop_policy": "tx_aware"}, "s.data")
+    mixed, val2, _ = splits.training_sets({"augment": False, "crop_policy": "mixed", "random_share": 0.5}, "s.data", 3)
+    n = len(plain)
+    assert len(mixed) == 2 * n and len(val2) == len(val) and meta["metres_per_pixel"] == 0.25
+    assert torch.equal(mixed[0]["condition"], plain[0]["condition"])
+    windows = [mixed[n + k] for k in range(n)]
+    assert all(w["condition"].shape == (3, 72, 72) and w["valid"].shape == (1, 72, 72) for w in windows)
+    assert torch.equal(mixed[n + 1]["target"], windows[1]["target"]), "a window is the same on every read"
+    train_rows = [r for r in read_metadata(arranged / "metadata.csv") if r["split"] == "train"]
+    assert windows[0]["name"].startswith(train_rows[0]["name"] + "_w")
+    for w in windows:  # padding only where the window leaves the map, marked as in the crops
+        assert (w["target"][:, ~w["valid"][0]] == -1).all() and w["valid"].any()
+    other, _, _ = splits.training_sets({"augment": False, "crop_policy": "mixed", "random_share": 0.5}, "s.data", 4)
+    assert any(not torch.equal(other[n + k]["target"], windows[k]["target"]) for k in range(n)), "seeded"
+    augmented, _, _ = splits.training_sets({"augment": True, "crop_policy": "mixed", "random_share": 0.5}, "s.data")
+    assert len(augmented) == 8 * 2 * n
+    with pytest.raises(ParamsError, match="s.data.crop_policy: mixed cuts windows from the arranged maps"):
+        ICASSPSplits(crops).training_sets({"augment": False, "crop_policy": "mixed", "random_share": 0.5}, "s.data")
+    with pytest.raises(ParamsError, match="s.data.random_share"):
+        splits.training_sets({"augment": False, "crop_policy": "mixed", "random_share": 1.0}, "s.data")
+
+
+@pytest.fixture(scope="module")
+def icassp_model(tmp_path_factory) -> Path:
+    """An (untrained) ICASSP RadioUNet model folder with a 24-px window: whole buildings of 48–64
+    px need several windows."""
+    from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig, RadioUNetPipeline
+
+    torch.manual_seed(0)
+    cfg = RadioUNetConfig(image_size=24, base_channels=4, channel_mults=(1, 2), blocks_per_level=1)
+    meta = {"dataset": "icassp", "condition": "arranged", "image_size": 24, "metres_per_pixel": 0.25}
+    return RadioUNetPipeline(RadioUNet(cfg), meta).save_pretrained(tmp_path_factory.mktemp("model") / "model")
+
+
+def test_predict_whole_icassp_inputs_in_the_challenge_layout(raw, icassp_model, tmp_path, capsys):
+    """A raw input gives the whole building's map at its size; a raw folder gives every input in
+    the challenge's layout (``{task}/B{b}_Ant{a}_f{f}_S{s}.png``, path loss in dB)."""
+    from radiodiff.cli import main
+
+    sid = discover(raw, TASK3)[0]
+    inp = input_path(raw, TASK3, sid)
+    args = ["predict", "--model", str(icassp_model), "--params", "none.yaml"]
+    assert main([*args, "--input", str(inp), "--pattern", str(pattern_path(raw, sid.antenna)), "--band",
+                 str(sid.band), "--out", str(tmp_path / "one")]) == 0  # fmt: skip
+    img = read_png(tmp_path / "one" / f"{sid.name}.png", "L")
+    assert img.shape == read_png(inp, "RGB").shape[:2] and 13 <= img.min() and img.max() <= 160
+    capsys.readouterr()
+    assert main([*args, "--input-dir", str(raw), "--out", str(tmp_path / "all")]) == 0
+    printed = capsys.readouterr().out.split()
+    for task in (TASK3, TASK1):
+        names = sorted(p.name for p in (raw / "Inputs" / task).glob("*.png"))
+        assert sorted(p.name for p in (tmp_path / "all" / task).glob("*.png")) == names
+        for name in names:
+            size = read_png(raw / "Inputs" / task / name, "RGB").shape[:2]
+            assert read_png(tmp_path / "all" / task / name, "L").shape == size
+    assert len(printed) == sum(len(list((raw / "Inputs" / t).glob("*.png"))) for t in (TASK3, TASK1))
+
+
+def test_predict_whole_icassp_bad_inputs_name_the_file(raw_copy, icassp_model, tmp_path, capsys):
+    from radiodiff.cli import main
+
+    sid = discover(raw_copy, TASK3)[0]
+    inp, pattern = input_path(raw_copy, TASK3, sid), pattern_path(raw_copy, sid.antenna)
+    args = ["predict", "--model", str(icassp_model), "--params", "none.yaml", "--out", str(tmp_path / "o")]
+
+    def fails(extra, message):
+        assert main([*args, *extra]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "o").exists(), "nothing written"
+
+    fails(["--input", str(inp), "--pattern", str(pattern), "--band", "4"], "--band: expected one of [1, 2, 3]")
+    pattern.write_text("\n".join(["0"] * 359) + "\n")
+    fails(["--input", str(inp), "--pattern", str(pattern), "--band", "1"], f"{pattern}: expected 360 gains")
+    fails(["--input-dir", str(raw_copy)], f"{pattern}: expected 360 gains")
+    write_pattern(pattern, np.zeros(360))
+    details_path(raw_copy, sid.building).write_text("W,H\n10,10\n")
+    first = input_path(raw_copy, TASK1, sid)  # Task_1 comes first
+    h, w = read_png(first, "RGB").shape[:2]
+    fails(["--input-dir", str(raw_copy)], f"{first}: {w}×{h} px, but {details_path(raw_copy, sid.building)} says 10×10")

@@ -257,6 +257,11 @@ def test_radiomapseer_stages_refuse_augmentation(trained):
     with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.data\.augment"):
         radiounet.run(params, "radiomapseer", trained["dir"] / "refused", root=str(trained["root"]))
     assert not (trained["dir"] / "refused").exists()
+    data = {"augment": False, "crop_policy": "mixed", "random_share": 0.5}
+    params["train_radiounet_radiomapseer"] = {**params["train_radiounet_radiomapseer"], "data": data}
+    with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.data\.crop_policy"):
+        radiounet.run(params, "radiomapseer", trained["dir"] / "refused", root=str(trained["root"]))
+    assert not (trained["dir"] / "refused").exists()
 
 
 def test_item_cache_decodes_once_and_stops_at_its_cap():

@@ -43,13 +43,16 @@ from radiodiff.core.encodings import (
     ICASSP_DB_PER_UNIT,
     ICASSP_PIXEL_SIZE_M,
     RADIOMAPSEER_PIXEL_SIZE_M,
+    channel_to_model,
     gain_db_per_unit,
     gray_to_unit,
+    pl_db_to_unit,
 )
 from radiodiff.core.errors import DataError, ParamsError
 from radiodiff.core.io import read_png
 from radiodiff.data.icassp import ICASSPCropDataset, read_metadata
 from radiodiff.data.radiomapseer import RadioMapSeerDataset, area_resize, discover_maps
+from radiodiff.data.tx_crop import cut
 from radiodiff.physics.baselines import fit_log_distance_exponent, icassp_physics_unit, radiomapseer_physics
 
 N_DIHEDRAL = 8
@@ -209,6 +212,55 @@ class ICASSPItems(LazyItems):
         return {"condition": it["input"], "target": it["target"], "valid": it["valid"]}
 
 
+class ICASSPWindows(LazyItems):
+    """Windows of the model's size cut at random places of the arranged full-size maps (the Tx
+    inside or not), as the LDM and RadioUNet see whole buildings at inference: item ``k`` is a
+    window of sample ``rows[k mod len(rows)]`` whose origin is drawn from ``(seed, k)`` (so an item
+    is the same window in every epoch and on resume). Same tensors as :class:`ICASSPItems`."""
+
+    spatial = ("condition", "target", "valid")
+
+    def __init__(self, arranged, rows: list[dict], count: int, size: int, seed: int):
+        if not rows:
+            raise DataError(f"{arranged}: no arranged samples to cut windows from")
+        self.arranged, self.rows, self.size, self.seed = Path(arranged), rows, int(size), int(seed)
+        super().__init__([f"{rows[k % len(rows)]['name']}_w{k}" for k in range(count)])
+
+    def load(self, k: int) -> dict[str, torch.Tensor]:
+        name = self.rows[k % len(self.rows)]["name"]
+        inp = read_png(self.arranged / "inputs" / f"{name}.png", "RGB")[..., :3]
+        pl = read_png(self.arranged / "targets" / f"{name}.png", "L")
+        if pl.shape != inp.shape[:2]:
+            raise DataError(f"{self.arranged / 'targets' / name}.png: size differs from its input")
+        rng = np.random.default_rng([self.seed, k])
+        row0, col0 = (int(rng.integers(min(0, n - self.size), max(0, n - self.size) + 1)) for n in pl.shape)
+        valid = cut(np.ones(pl.shape, bool), row0, col0, self.size)
+        target = pl_db_to_unit(cut(pl, row0, col0, self.size)) * 2.0 - 1.0
+        target[~valid] = -1.0
+        condition = channel_to_model(cut(inp, row0, col0, self.size).transpose(2, 0, 1))
+        return {
+            "condition": torch.from_numpy(condition),
+            "target": torch.from_numpy(target[None].astype(np.float32)),
+            "valid": torch.from_numpy(valid[None].copy()),
+        }
+
+
+class MixedItems(LazyItems):
+    """Several item sets with the same tensors as one (``parts`` in order), with ``variants``
+    flips/rotations over the whole."""
+
+    def __init__(self, parts: list[LazyItems], variants: int = 1):
+        self.parts, self.spatial = parts, parts[0].spatial
+        super().__init__([n for p in parts for n in p.names], variants)
+
+    def load(self, i: int) -> dict[str, torch.Tensor]:
+        for part in self.parts:
+            if i < len(part.names):
+                return part.load(i)
+            i -= len(part.names)
+        raise IndexError(i)
+
+
 class ICASSPImages(LazyItems):
     """A VAE's channels of the ICASSP crops: building (R, G), antenna (B) or radio (target)."""
 
@@ -297,12 +349,16 @@ class RadioMapSeerSplits:
         value = self.data.get("physics_exponent")
         return float(value) if value is not None else fit_radiomapseer_exponent(self.root, self.data)
 
-    def training_sets(self, augment: bool, key: str) -> tuple[LazyItems, LazyItems, dict]:
+    def training_sets(self, stage_data: dict, key: str, seed: int = 0) -> tuple[LazyItems, LazyItems, dict]:
         """Training and validation items of a map model (read when asked for), and what its
-        folder records."""
-        if augment:
+        folder records; ``stage_data`` is the stage's ``data`` section (named ``key``)."""
+        if stage_data["augment"]:
             raise ParamsError(
-                f"{key}: flip/rotation augmentation is for the ICASSP crops; set it false for RadioMapSeer"
+                f"{key}.augment: flip/rotation augmentation is for the ICASSP crops; set it false for RadioMapSeer"
+            )
+        if stage_data.get("crop_policy", "tx_aware") != "tx_aware":
+            raise ParamsError(
+                f"{key}.crop_policy: crop policies are for the ICASSP crops; use tx_aware for RadioMapSeer"
             )
         condition = self.data["condition"]
         exponent = self.physics_exponent() if condition == "physics" else None
@@ -372,9 +428,10 @@ class ICASSPSplits:
     dataset = "icassp"
     db_per_unit = ICASSP_DB_PER_UNIT
 
-    def __init__(self, crops_dir):
+    def __init__(self, crops_dir, arranged=None):
         self.root = Path(crops_dir)
-        self.sources = [self.root]
+        self.arranged = Path(arranged) if arranged else None
+        self.sources = [self.root] + ([self.arranged] if self.arranged else [])
 
     @property
     def image_size(self) -> int:
@@ -384,10 +441,28 @@ class ICASSPSplits:
             raise DataError(f"{self.root / 'metadata.csv'}: no crops")
         return int(rows[0]["crop_size"])
 
-    def training_sets(self, augment: bool, key: str) -> tuple[LazyItems, LazyItems, dict]:
+    def training_sets(self, stage_data: dict, key: str, seed: int = 0) -> tuple[LazyItems, LazyItems, dict]:
+        """Training and validation items of a map model and what its folder records. Training:
+        the Tx-aware crops (``crop_policy: tx_aware``), or those plus random windows of the
+        arranged full-size maps making up ``random_share`` of the items (``mixed``); ×8
+        flips/rotations when ``augment``. Validation: the Tx-aware crops."""
+        augment, policy = stage_data["augment"], stage_data.get("crop_policy", "tx_aware")
         train = icassp_items(self.root, "train", augment=augment)
         val = icassp_items(self.root, "val")
         size = int(train.first()["condition"].shape[-1])  # crops keep the arranged maps' pixels
+        if policy == "mixed":
+            share = float(stage_data["random_share"])
+            if not 0.0 <= share < 1.0:
+                raise ParamsError(f"{key}.random_share: expected a share in [0, 1), got {share}")
+            if self.arranged is None:
+                raise ParamsError(f"{key}.crop_policy: mixed cuts windows from the arranged maps; give --arranged")
+            crops = icassp_items(self.root, "train")
+            count = round(len(crops.names) * share / (1.0 - share))
+            rows = [r for r in read_metadata(self.arranged / "metadata.csv") if r["split"] == "train"]
+            windows = ICASSPWindows(self.arranged, rows, count, size, seed)
+            train = MixedItems([crops, windows], variants=N_DIHEDRAL if augment else 1)
+        elif policy != "tx_aware":
+            raise ParamsError(f"{key}.crop_policy: expected tx_aware or mixed, got {policy!r}")
         meta = {"condition": "arranged", "image_size": size, "metres_per_pixel": ICASSP_PIXEL_SIZE_M}
         return train, val, meta
 
@@ -406,11 +481,12 @@ class ICASSPSplits:
         return icassp_physics_unit(tensors["condition"])
 
 
-def map_splits(dataset: str, root, data: dict | None = None) -> RadioMapSeerSplits | ICASSPSplits:
+def map_splits(dataset: str, root, data: dict | None = None, arranged=None) -> RadioMapSeerSplits | ICASSPSplits:
     """The adapter of ``dataset``: a RadioMapSeer folder with its ``data.radiomapseer`` settings,
-    or a ``crop_icassp`` folder."""
+    or a ``crop_icassp`` folder (with the ``arrange_icassp`` folder it was cut from, for random
+    training windows)."""
     if dataset == "radiomapseer":
         return RadioMapSeerSplits(root, data)
     if dataset == "icassp":
-        return ICASSPSplits(root)
+        return ICASSPSplits(root, arranged)
     raise ParamsError(f"unknown dataset {dataset!r} (radiomapseer or icassp)")

@@ -8,7 +8,8 @@ a raw input RGB PNG (reflectance, transmittance, distance to the Tx) with its an
 and band; the B channel is replaced by FSPL with the pattern, as the arrange stage does, and the
 whole building's path loss is predicted (the challenge's PNG: dB, the input's size). A folder
 (a RadioMapSeer root, or a crop_icassp folder) is predicted item by item at the model's
-resolution. Outputs are PNGs in the dataset's encoding (gray gain; path loss dB). RadioDiff
+resolution; a raw ICASSP folder (``Inputs/Task_*``) is predicted whole, input by input, into the
+challenge's layout. Outputs are PNGs in the dataset's encoding (gray gain; path loss dB). RadioDiff
 samples with ``steps`` sampler steps, by default the model's own (``radiodiff.json``
 ``sampling_steps``).
 
@@ -25,10 +26,21 @@ import numpy as np
 import torch
 
 from radiodiff.core.encodings import unit_to_gray, unit_to_pl_png
-from radiodiff.core.errors import RadiodiffError
-from radiodiff.core.io import read_png, write_png
+from radiodiff.core.errors import DataError, RadiodiffError
+from radiodiff.core.io import atomic_dir, read_png, write_png
+from radiodiff.core.progress import progress_bar
 from radiodiff.data.arrange_icassp import arranged_input
-from radiodiff.data.icassp import FREQUENCIES_HZ
+from radiodiff.data.icassp import (
+    FREQUENCIES_HZ,
+    details_path,
+    discover,
+    frequency_hz,
+    input_path,
+    pattern_path,
+    positions_path,
+    read_details,
+    read_positions,
+)
 from radiodiff.data.items import map_splits
 from radiodiff.evaluate.maps import write_maps
 from radiodiff.evaluate.sampling import default_device, predict_items
@@ -58,6 +70,49 @@ def raw_icassp_input(input_png, pattern_csv, band: int, azimuth_deg: float = 0.0
     dist = rgb[..., 2]
     tx = np.unravel_index(int(np.argmin(dist)), dist.shape)  # channel B = distance to the Tx
     return arranged_input(rgb, tx, FREQUENCIES_HZ[band], read_pattern(pattern_csv), azimuth_deg)
+
+
+def raw_icassp_folder(pipe, root, out, **sampling) -> list[Path]:
+    """Every input of a raw ICASSP folder (``Inputs/Task_*``), predicted whole, written as the
+    challenge expects: ``out/{task}/B{b}_Ant{a}_f{f}_S{s}.png`` at the input's size, path loss in
+    dB. The Tx and azimuth come from ``Positions/``, the pattern from ``Radiation_Patterns/``; an
+    input whose size differs from its building's details, a Tx outside the map, a bad pattern or
+    band is one error naming the file, and nothing is written (the folder appears whole or not)."""
+    root = Path(root)
+    tasks = sorted(p.name for p in (root / "Inputs").iterdir() if p.is_dir())
+    jobs = [(task, sid) for task in tasks for sid in discover(root, task)]
+    details, positions, patterns = {}, {}, {}
+    bar = progress_bar("predict")
+    with atomic_dir(out) as tmp:
+        for n, (task, sid) in enumerate(jobs):
+            in_path = input_path(root, task, sid)
+            rgb = read_png(in_path, "RGB")[..., :3]
+            if sid.building not in details:
+                details[sid.building] = read_details(details_path(root, sid.building))
+            width, height = details[sid.building]
+            if rgb.shape[:2] != (height, width):
+                raise DataError(
+                    f"{in_path}: {rgb.shape[1]}×{rgb.shape[0]} px, but {details_path(root, sid.building)} "
+                    f"says {width}×{height}"
+                )
+            pos_path = positions_path(root, sid.building, sid.antenna, sid.band)
+            if pos_path not in positions:
+                positions[pos_path] = read_positions(pos_path)
+            if sid.sample >= len(positions[pos_path]):
+                raise DataError(f"{pos_path}: no row for sample S{sid.sample} ({len(positions[pos_path])} rows)")
+            x, y, azimuth = positions[pos_path][sid.sample]
+            if not (0 <= round(x) < width and 0 <= round(y) < height):
+                raise DataError(
+                    f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
+                )
+            if sid.antenna not in patterns:
+                patterns[sid.antenna] = read_pattern(pattern_path(root, sid.antenna))
+            arranged = arranged_input(rgb, (y, x), frequency_hz(sid.band, in_path), patterns[sid.antenna], azimuth)
+            unit, _ = icassp_whole(pipe, arranged, **sampling)
+            (tmp / task).mkdir(exist_ok=True)
+            write_png(tmp / task / f"{sid.name}.png", unit_to_pl_png(unit))
+            bar(n + 1, len(jobs))
+    return [Path(out) / task / f"{sid.name}.png" for task, sid in jobs]
 
 
 def _folder_splits(pipe, root, data: dict | None):
@@ -95,12 +150,14 @@ def predict(
     pipe = load_pipeline(model_dir, ema=ema)
     dataset = pipe.meta["dataset"]
     out = Path(out)
+    sampling = {"window": window, "steps": steps, "generator": torch.Generator().manual_seed(seed)}
+    if input_dir is not None and dataset == "icassp" and (Path(input_dir) / "Inputs").is_dir():
+        return raw_icassp_folder(pipe, input_dir, out, **sampling)
     if input_dir is not None:
         items = _folder_splits(pipe, input_dir, data).all_items(pipe.meta)
         pred, _ = predict_items(pipe, items, steps, seed, batch_size, default_device())
         write_maps(out, items.names, pred, dataset, items.tensors.get("valid"))
         return [out / f"{n}.png" for n in items.names]
-    sampling = {"window": window, "steps": steps, "generator": torch.Generator().manual_seed(seed)}
     if dataset == "radiomapseer":
         if buildings is None or tx is None:
             raise RadiodiffError("predict (RadioMapSeer model): give --buildings PNG and --tx ROW,COL, or --input-dir")

@@ -207,7 +207,7 @@ def _table() -> list[Stage]:
                 args, deps, data = f"--root {RMS_ROOT}", (RMS_ROOT, RMS_VALIDATION), RMS_DATA
                 vaes = {"vae": "results/vae/radiomapseer/model"}
             else:
-                args, deps, data = f"--crops {CROPS}", (CROPS, ICASSP_VALIDATION), ()
+                args, deps, data = f"--crops {CROPS} --arranged {ARRANGED}", (CROPS, ARRANGED, ICASSP_VALIDATION), ()
                 vaes = {f"vae-{n}": f"results/vae/{n}/model" for n in ("radio", "building", "antenna")}
             if kind == "ldm":
                 args += "".join(f" --{flag} {path}" for flag, path in vaes.items())
@@ -291,7 +291,7 @@ def _table() -> list[Stage]:
             "benchmark",
             "radiodiff.benchmark",
             f"radiodiff benchmark --models {' '.join(models)} --out results/benchmark.json",
-            ("benchmark",),
+            ("benchmark", "sample.window"),
             models,
             (Output("results/benchmark.json", metric=True),),
             accelerator=True,

@@ -252,10 +252,10 @@ class LDMTask:
         self.pipeline(model).save_pretrained(out_dir, raw_unet=raw)
 
 
-def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
+def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, **vaes) -> dict:
     """The ``train_ldm_{dataset}`` stage: RadioMapSeer (``root`` and ``vae``) or ICASSP (``crops``,
-    ``vae_radio``, ``vae_building``, ``vae_antenna``); writes ``model/``, ``metrics.json`` and
-    ``train_log.csv`` into ``out``."""
+    ``vae_radio``, ``vae_building``, ``vae_antenna``; ``arranged`` for random windows); writes
+    ``model/``, ``metrics.json`` and ``train_log.csv`` into ``out``."""
     stage = f"train_ldm_{dataset}"
     if dataset == "radiomapseer":
         source, names, data = root, ("vae",), params["data"]["radiomapseer"]
@@ -271,8 +271,8 @@ def run(params: dict, dataset: str, out, root=None, crops=None, **vaes) -> dict:
     section = params[stage]
     diff = section["diffusion"]
     const_sde.step_sizes(diff["sampling_steps"], diff["t_eps"])  # validate early
-    splits = map_splits(dataset, source, data)
-    train_set, val_set, meta = splits.training_sets(section["data"]["augment"], f"{stage}.data.augment")
+    splits = map_splits(dataset, source, data, arranged)
+    train_set, val_set, meta = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     meta = {
         "dataset": dataset,
         **{k: diff[k] for k in ("sampling_steps", "t_eps", "skip", "weighting", "l1")},

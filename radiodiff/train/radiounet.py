@@ -53,9 +53,10 @@ class RadioUNetTask:
         RadioUNetPipeline(model, self.meta).save_pretrained(out_dir, raw_net=raw)
 
 
-def run(params: dict, dataset: str, out, root=None, crops=None) -> dict:
-    """The ``train_radiounet_{dataset}`` stage: RadioMapSeer (``root``) or ICASSP (``crops``);
-    writes ``model/``, ``metrics.json`` and ``train_log.csv`` into ``out``."""
+def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None) -> dict:
+    """The ``train_radiounet_{dataset}`` stage: RadioMapSeer (``root``) or ICASSP (``crops``;
+    ``arranged`` for random windows); writes ``model/``, ``metrics.json`` and ``train_log.csv``
+    into ``out``."""
     stage = f"train_radiounet_{dataset}"
     if dataset not in ("radiomapseer", "icassp"):
         raise RadiodiffError(f"train radiounet: no dataset {dataset!r} (radiomapseer or icassp)")
@@ -64,8 +65,8 @@ def run(params: dict, dataset: str, out, root=None, crops=None) -> dict:
         raise RadiodiffError(f"train radiounet {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
     section = params[stage]
     data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
-    splits = map_splits(dataset, source, data)
-    train_set, val_set, meta = splits.training_sets(section["data"]["augment"], f"{stage}.data.augment")
+    splits = map_splits(dataset, source, data, arranged)
+    train_set, val_set, meta = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     meta = {"dataset": dataset, **meta}
     cfg = RadioUNetConfig.from_params(section["model"], in_channels=3, out_channels=1, image_size=meta["image_size"])
     torch.manual_seed(int(section["train"]["seed"]))
