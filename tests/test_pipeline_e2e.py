@@ -275,7 +275,8 @@ def test_report_reads_outputs_only_and_fails_cleanly(smk_repo, tmp_path):
     shutil.copytree(repo / "results", results, ignore=shutil.ignore_patterns("model", "report"))
     assert not list(results.rglob("*.safetensors")), "no model weights in the copy"
     cmd = ["radiodiff", "report", "--results", str(results), "--radiomapseer", "data/raw/radiomapseer"]
-    cmd += ["--icassp-crops", "data/icassp/crops", "--out", str(tmp_path / "report"), "--params", "params.yaml"]
+    cmd += ["--icassp-crops", "data/icassp/crops", "--icassp-arranged", "data/icassp/arranged"]
+    cmd += ["--out", str(tmp_path / "report"), "--params", "params.yaml"]
     run(cmd, cwd=repo)
     assert (tmp_path / "report/index.html").is_file()
     (results / "benchmark.json").unlink()
