@@ -68,6 +68,43 @@ def arranged_input(
     return arranged
 
 
+class RawSamples:
+    """The per-sample settings of a raw ICASSP folder (Tx, azimuth, pattern, band), each
+    positions and pattern file read once; :meth:`arrange` checks them and arranges one input."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.positions: dict[Path, np.ndarray] = {}
+        self.patterns: dict[int, np.ndarray] = {}
+
+    def arrange(
+        self, sid, rgb: np.ndarray, in_path, min_distance_m: float = 0.1, pixel_size_m: float = ICASSP_PIXEL_SIZE_M
+    ) -> tuple[np.ndarray, tuple[float, float, float], float]:
+        """Sample ``sid``'s input ``rgb`` arranged (:func:`arranged_input`), its (X, Y, azimuth)
+        and carrier frequency; a missing row, a Tx outside the map, an unknown antenna or band is
+        a DataError naming the file."""
+        height, width = rgb.shape[:2]
+        pos_path = positions_path(self.root, sid.building, sid.antenna, sid.band)
+        if pos_path not in self.positions:
+            self.positions[pos_path] = read_positions(pos_path)
+        table = self.positions[pos_path]
+        if sid.sample >= len(table):
+            raise DataError(f"{pos_path}: no row for sample S{sid.sample} ({len(table)} rows)")
+        x, y, azimuth = table[sid.sample]
+        if not (0 <= round(x) < width and 0 <= round(y) < height):
+            raise DataError(
+                f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
+            )
+        if sid.antenna not in self.patterns:
+            pat_path = pattern_path(self.root, sid.antenna)
+            if not pat_path.is_file():
+                raise DataError(f"{pat_path}: unknown antenna id Ant{sid.antenna} (no pattern file) for {in_path}")
+            self.patterns[sid.antenna] = read_pattern(pat_path)
+        freq = frequency_hz(sid.band, in_path)
+        pattern = self.patterns[sid.antenna]
+        return arranged_input(rgb, (y, x), freq, pattern, azimuth, min_distance_m, pixel_size_m), (x, y, azimuth), freq
+
+
 def arrange(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -80,8 +117,7 @@ def arrange(
     root = Path(root)
     ids = discover(root, task)
     split_of = building_splits([s.building for s in ids], split_cfg)
-    positions: dict[Path, np.ndarray] = {}
-    patterns: dict[int, np.ndarray] = {}
+    raw = RawSamples(root)
     rows = []
     with atomic_dir(out) as tmp:
         (tmp / "inputs").mkdir()
@@ -97,25 +133,8 @@ def arrange(
                 )
             height, width = pl.shape
 
-            pos_path = positions_path(root, sid.building, sid.antenna, sid.band)
-            if pos_path not in positions:
-                positions[pos_path] = read_positions(pos_path)
-            if sid.sample >= len(positions[pos_path]):
-                raise DataError(f"{pos_path}: no row for sample S{sid.sample} ({len(positions[pos_path])} rows)")
-            x, y, azimuth = positions[pos_path][sid.sample]
-            if not (0 <= round(x) < width and 0 <= round(y) < height):
-                raise DataError(
-                    f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
-                )
+            arranged, (x, y, azimuth), freq = raw.arrange(sid, rgb, in_path, min_distance_m, pixel_size_m)
 
-            if sid.antenna not in patterns:
-                pat_path = pattern_path(root, sid.antenna)
-                if not pat_path.is_file():
-                    raise DataError(f"{pat_path}: unknown antenna id Ant{sid.antenna} (no pattern file) for {in_path}")
-                patterns[sid.antenna] = read_pattern(pat_path)
-            freq = frequency_hz(sid.band, in_path)
-
-            arranged = arranged_input(rgb, (y, x), freq, patterns[sid.antenna], azimuth, min_distance_m, pixel_size_m)
             write_png(tmp / "inputs" / f"{sid.name}.png", arranged)
             shutil.copyfile(out_path, tmp / "targets" / f"{sid.name}.png")
             rows.append(

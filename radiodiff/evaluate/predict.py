@@ -29,17 +29,13 @@ from radiodiff.core.encodings import unit_to_gray, unit_to_pl_png
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_dir, read_png, write_png
 from radiodiff.core.progress import progress_bar
-from radiodiff.data.arrange_icassp import arranged_input
+from radiodiff.data.arrange_icassp import RawSamples, arranged_input
 from radiodiff.data.icassp import (
     FREQUENCIES_HZ,
     details_path,
     discover,
-    frequency_hz,
     input_path,
-    pattern_path,
-    positions_path,
     read_details,
-    read_positions,
 )
 from radiodiff.data.items import map_splits
 from radiodiff.evaluate.maps import write_maps
@@ -81,7 +77,7 @@ def raw_icassp_folder(pipe, root, out, **sampling) -> list[Path]:
     root = Path(root)
     tasks = sorted(p.name for p in (root / "Inputs").iterdir() if p.is_dir())
     jobs = [(task, sid) for task in tasks for sid in discover(root, task)]
-    details, positions, patterns = {}, {}, {}
+    details, raw = {}, RawSamples(root)
     bar = progress_bar("predict")
     with atomic_dir(out) as tmp:
         for n, (task, sid) in enumerate(jobs):
@@ -95,19 +91,7 @@ def raw_icassp_folder(pipe, root, out, **sampling) -> list[Path]:
                     f"{in_path}: {rgb.shape[1]}×{rgb.shape[0]} px, but {details_path(root, sid.building)} "
                     f"says {width}×{height}"
                 )
-            pos_path = positions_path(root, sid.building, sid.antenna, sid.band)
-            if pos_path not in positions:
-                positions[pos_path] = read_positions(pos_path)
-            if sid.sample >= len(positions[pos_path]):
-                raise DataError(f"{pos_path}: no row for sample S{sid.sample} ({len(positions[pos_path])} rows)")
-            x, y, azimuth = positions[pos_path][sid.sample]
-            if not (0 <= round(x) < width and 0 <= round(y) < height):
-                raise DataError(
-                    f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
-                )
-            if sid.antenna not in patterns:
-                patterns[sid.antenna] = read_pattern(pattern_path(root, sid.antenna))
-            arranged = arranged_input(rgb, (y, x), frequency_hz(sid.band, in_path), patterns[sid.antenna], azimuth)
+            arranged, _, _ = raw.arrange(sid, rgb, in_path)
             unit, _ = icassp_whole(pipe, arranged, **sampling)
             (tmp / task).mkdir(exist_ok=True)
             write_png(tmp / task / f"{sid.name}.png", unit_to_pl_png(unit))

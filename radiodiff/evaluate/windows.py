@@ -90,7 +90,7 @@ class Tiling:
 
     def border_mask(self, band: int) -> np.ndarray:
         """(H, W) bool: pixels within ``band`` of an edge of some window that lies inside the map
-        (where windows meet); the seam error compares them with the rest."""
+        (where windows meet); the evaluation's seam error compares them with the rest."""
         mask = np.zeros(self.padded, dtype=bool)
         for r, c in self.origins:
             for edge in (r, r + self.size):
@@ -188,14 +188,3 @@ def _joint_latent(pipe, padded, tiling: Tiling, batch_size, steps, generator, de
     shape = (1, channels, tiling.padded[0] // f, tiling.padded[1] // f)
     eps = pipe.meta.get("t_eps", const_sde.T_EPS)
     return const_sde.sample(denoise, shape, steps, generator=generator, device=device, eps=eps)[0].cpu()
-
-
-def seam_error(pred: np.ndarray, truth: np.ndarray, tiling: Tiling, band: int = 2, valid=None) -> dict:
-    """RMSE of ``pred`` against ``truth`` on pixels within ``band`` of an interior window edge
-    (``border``) and on the rest (``interior``), and their ratio (> 1: seams cost accuracy)."""
-    near = tiling.border_mask(band)
-    valid = np.ones_like(near) if valid is None else valid
-    sq = (np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2
-    border = float(np.sqrt(sq[near & valid].mean())) if (near & valid).any() else float("nan")
-    interior = float(np.sqrt(sq[~near & valid].mean())) if (~near & valid).any() else float("nan")
-    return {"border_rmse": border, "interior_rmse": interior, "ratio": border / interior if interior else float("nan")}
