@@ -100,3 +100,35 @@ def test_parity_check_catches_a_drift(tmp_path):
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc))
     drifted = spec("dvc", tmp_path)["stages"]["edges"]["params"]
     assert drifted != sorted(STAGES["edges"].params)
+
+
+def test_init_from_is_an_input_under_both_engines(tmp_path):
+    """A training stage's ``train.init_from`` folder is a dep of that stage in Snakemake's rules
+    and in the dvc.yaml `radiodiff dvc-yaml` writes for that params.yaml; the stage's own output
+    is refused (a cycle)."""
+    import shutil
+
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.pipeline.stages import edges, init_deps
+
+    for f in ("Snakefile", "params.yaml"):
+        shutil.copy(REPO / f, tmp_path / f)
+    for d in ("radiodiff", "workflow", "profiles"):
+        shutil.copytree(REPO / d, tmp_path / d)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".dvc").mkdir()
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train_radiounet_radiomapseer"]["train"]["init_from"] = "results/radiounet/icassp/model"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    p = run(["radiodiff", "dvc-yaml", "--check"], cwd=tmp_path, check=False)
+    assert p.returncode == 1 and "init_from" in p.stderr  # the committed dvc.yaml lacks the new dep
+    run(["radiodiff", "dvc-yaml"], cwd=tmp_path)
+    smk, dvc = spec("snakemake", tmp_path), spec("dvc", tmp_path)
+    for engine in (smk, dvc):
+        assert "results/radiounet/icassp/model" in engine["stages"]["train_radiounet_radiomapseer"]["deps"]
+        assert ["train_radiounet_icassp", "train_radiounet_radiomapseer"] in engine["edges"]
+    assert smk["edges"] == dvc["edges"]
+    assert ("train_radiounet_icassp", "train_radiounet_radiomapseer") in edges(params)
+    params["train_radiounet_radiomapseer"]["train"]["init_from"] = "results/radiounet/radiomapseer/model/"
+    with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.train\.init_from: .* own output"):
+        init_deps("train_radiounet_radiomapseer", params)

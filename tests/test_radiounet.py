@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
-from radiodiff.models.persistence import count_parameters
-from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig
+from radiodiff.models.persistence import count_parameters, load_network_weights
+from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig, RadioUNetPipeline
 
 TINY = RadioUNetConfig(image_size=32, base_channels=4, channel_mults=(1, 2, 4), blocks_per_level=1)
 
@@ -140,3 +141,29 @@ def test_from_pretrained_errors(tmp_path):
     (d / "config.json").write_text("{not json")
     with pytest.raises(RadiodiffError, match="cannot read"):
         RadioUNet.from_pretrained(d)
+
+
+def test_init_from_loads_the_network_of_the_model_class_or_names_the_mismatch(tmp_path):
+    """``train.init_from``: the network of the model's class in a model folder (itself or a
+    pipeline's sub-folder); another class or a tensor of another shape is a clear error."""
+    torch.manual_seed(0)
+    source = RadioUNet(TINY)
+    pipe_dir = RadioUNetPipeline(source, {"dataset": "radiomapseer", "image_size": 32}).save_pretrained(
+        tmp_path / "pipe"
+    )
+    torch.manual_seed(1)
+    target = RadioUNet(TINY)
+    assert load_network_weights(target, pipe_dir) == pipe_dir / "net"
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], tensor), name
+    AutoencoderKL(AutoencoderKLConfig(ch=8, ch_mult=(1,), num_res_blocks=1, resolution=8)).save_pretrained(
+        tmp_path / "vae"
+    )
+    with pytest.raises(RadiodiffError, match=r"no RadioUNet network to start from \(it holds: AutoencoderKL in \./\)"):
+        load_network_weights(target, tmp_path / "vae")
+    wider = RadioUNet(RadioUNetConfig(**{**TINY.to_dict(), "base_channels": 8}))
+    first = next(iter(wider.state_dict()))
+    with pytest.raises(RadiodiffError, match=rf"tensor '{re.escape(first)}' has shape \[4, .*the model's is \[8, "):
+        load_network_weights(wider, pipe_dir)
+    with pytest.raises(RadiodiffError, match="model folder not found"):
+        load_network_weights(target, tmp_path / "missing")

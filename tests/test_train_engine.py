@@ -293,6 +293,76 @@ def test_resume_refuses_changed_config(tmp_path):
     assert summary["resumed_from"] == 4 and summary["steps_run"] == 0 and (tmp_path / "model" / "model.pt").is_file()
 
 
+def test_extending_a_run_continues_it_like_a_straight_run(tmp_path):
+    """Stopped at 6 under a 12-step LR horizon, then raised to 12: the log goes on at step 7 and
+    the weights equal a straight 12-step run's (max |Δθ| == 0)."""
+    short = run_train(tmp_path / "run", max_steps=6, lr_horizon=12, save_every=4, log_every=1)
+    assert short["steps"] == 6 and [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == list(range(1, 7))
+    longer = run_train(tmp_path / "run", max_steps=12, lr_horizon=12, save_every=5, log_every=1)  # cadence may change
+    assert longer["resumed_from"] == 6 and longer["steps_run"] == 6
+    run_train(tmp_path / "ref", max_steps=12, save_every=4, log_every=1)  # lr_horizon null = max_steps
+    assert_same_weights(exported(tmp_path / "run"), exported(tmp_path / "ref"))
+    rows = read_csv(tmp_path / "run" / "log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    ref_rows = read_csv(tmp_path / "ref" / "log.csv")
+    assert [r["lr/ae"] for r in rows] == [r["lr/ae"] for r in ref_rows]  # one LR schedule
+    # without a fixed horizon, raising max_steps changes the schedule: not the same run
+    with pytest.raises(RadiodiffError, match=r"config changed \(lr_horizon: 12 -> 16\)"):
+        run_train(tmp_path / "run", max_steps=16)
+
+
+def test_lowering_max_steps_stops_at_a_saved_step_or_says_why_not(tmp_path):
+    run_train(tmp_path, max_steps=12, save_every=4, keep_states=2)  # keeps the states at 8 and 12
+    again = run_train(tmp_path, max_steps=8, lr_horizon=12, save_every=4)
+    assert again["resumed_from"] == 8 and again["steps_run"] == 0
+    with pytest.raises(RadiodiffError, match=r"went on to step 12 and holds no state at max_steps 6"):
+        run_train(tmp_path, max_steps=6, lr_horizon=12, save_every=4)
+
+
+def test_milestone_exports_are_kept_under_the_state_folder(tmp_path):
+    run_train(tmp_path, max_steps=12, save_every=4, export_every=5, keep_states=1)
+    exports = tmp_path / "state" / checkpoint.EXPORTS
+    assert sorted(p.name for p in exports.iterdir()) == ["step-00000005", "step-00000010"]
+    assert [p.name for p in list_checkpoints(tmp_path / "state")] == ["checkpoint-00000012"]  # pruned, exports kept
+    run_train(tmp_path / "five", max_steps=5, lr_horizon=12, save_every=4)
+    milestone = torch.load(exports / "step-00000005" / "model.pt", weights_only=True)
+    assert_same_weights(milestone, exported(tmp_path / "five"))
+
+
+def test_init_from_starts_the_model_from_a_model_folder(tmp_path):
+    source = ToyTask(seed=5).model
+    folder = tmp_path / "init"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "Sequential"}))
+    torch.save(source.state_dict(), folder / "model.pt")
+    run_train(tmp_path / "run", max_steps=1, lr=1e-30, init_from=str(folder))
+    for name, value in exported(tmp_path / "run").items():
+        assert torch.allclose(value, source.state_dict()[name], atol=1e-6), name
+    seeded = ToyTask(seed=0).model.state_dict()
+    assert not torch.allclose(exported(tmp_path / "run")["0.weight"], seeded["0.weight"])
+    wide = ToyTask(seed=0)
+    wide.model = nn.Sequential(nn.Linear(DIM, 16), nn.Tanh(), nn.Linear(16, DIM))
+    with pytest.raises(RadiodiffError, match=r"tensor '0\.weight' has shape \[12, 6\], the model's is \[16, 6\]"):
+        run_train(tmp_path / "wide", task=wide, max_steps=1, init_from=str(folder))
+
+
+def test_state_folder_is_keyed_by_the_trajectory(tmp_path):
+    from radiodiff.train.runs import run_state_dir
+
+    runtime = {"state_dir": str(tmp_path / "state")}
+    train = TrainConfig.with_defaults(max_steps=10, lr_horizon=20).to_dict()
+
+    def folder(**changes):
+        return run_state_dir("train_x", {"params": {"train": {**train, **changes}}}, [], runtime)
+
+    same = folder()
+    assert folder(max_steps=20) == same and folder(log_every=3, save_every=7, export_every=5) == same
+    assert folder(max_steps=20, lr_horizon=None) == same  # the horizon resolves to 20 either way
+    assert folder(lr_horizon=30) != same and folder(lr=1.0) != same
+    (tmp_path / "init").mkdir()
+    assert folder(init_from=str(tmp_path / "init")) != same
+
+
 DRIVER = textwrap.dedent(
     """
     import sys

@@ -130,20 +130,7 @@ class PretrainedMixin:
             config = cls.config_class.from_dict(raw)
         except (RadiodiffError, TypeError) as e:
             raise RadiodiffError(f"{directory}: invalid {what} config ({e})") from None
-        st_path, pt_path = directory / SAFETENSORS_NAME, directory / TORCH_NAME
-        try:
-            if st_path.is_file():
-                from safetensors.torch import load_file
-
-                state = load_file(str(st_path), device="cpu")
-            elif pt_path.is_file():
-                state = torch.load(pt_path, map_location="cpu", weights_only=True)
-            else:
-                raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
-        except RadiodiffError:
-            raise
-        except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
-            raise RadiodiffError(f"{directory}: unreadable {what} weights ({type(e).__name__}: {e})") from None
+        state = read_weights(directory, what)
         model = cls._from_config(config)
         try:
             model.load_state_dict(state, strict=True)
@@ -153,7 +140,75 @@ class PretrainedMixin:
         return model.to(device).eval()
 
 
-RAW_SUFFIX = "_raw"
+RAW_SUFFIX = "_raw"  # a trained model folder's sub-folder of raw (not EMA) weights: ``unet_raw/``
+
+
+def read_weights(directory: Path, what: str = "model") -> dict[str, torch.Tensor]:
+    """The state dict in a model folder's weights file (safetensors, else ``model.pt``), on the
+    CPU; a missing or unreadable file is a :class:`RadiodiffError` naming the folder."""
+    st_path, pt_path = Path(directory) / SAFETENSORS_NAME, Path(directory) / TORCH_NAME
+    try:
+        if st_path.is_file():
+            from safetensors.torch import load_file
+
+            return load_file(str(st_path), device="cpu")
+        if pt_path.is_file():
+            return torch.load(pt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or truncated weights: any loader error is the file's fault
+        raise RadiodiffError(f"{directory}: unreadable {what} weights ({type(e).__name__}: {e})") from None
+    raise RadiodiffError(f"{directory}: no {SAFETENSORS_NAME} or {TORCH_NAME} weights file")
+
+
+def _saved_class(folder: Path) -> str | None:
+    try:
+        raw = read_json(folder / CONFIG_NAME)
+    except RadiodiffError:
+        return None
+    return raw.get("_class_name") if isinstance(raw, dict) else None
+
+
+def network_folder(directory: str | os.PathLike, class_name: str) -> Path:
+    """The folder holding a ``class_name`` network in the model folder ``directory``: the folder
+    itself (a VAE's), or its one sub-folder of that class (a pipeline's ``unet/`` or ``net/``;
+    raw-weight sub-folders aside). Anything else is a clear error naming what the folder holds."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RadiodiffError(f"{directory}: model folder not found")
+    if _saved_class(directory) == class_name:
+        return directory
+    subs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.endswith(RAW_SUFFIX))
+    held = {p: _saved_class(p) for p in [directory, *subs] if _saved_class(p)}
+    matches = [p for p, c in held.items() if c == class_name]
+    if len(matches) == 1:
+        return matches[0]
+    found = ", ".join(f"{c} in {p.relative_to(directory).as_posix() or '.'}/" for p, c in held.items()) or "none"
+    if matches:
+        raise RadiodiffError(
+            f"{directory}: several {class_name} networks ({found}); give the sub-folder of the one to start from"
+        )
+    raise RadiodiffError(f"{directory}: no {class_name} network to start from (it holds: {found})")
+
+
+def load_network_weights(model: torch.nn.Module, directory: str | os.PathLike) -> Path:
+    """Load into ``model`` the weights of the network of its class in the model folder
+    ``directory`` (``train.init_from``); returns the folder read. A folder of another class, or
+    a tensor missing, extra or of another shape, is a :class:`RadiodiffError` naming the first
+    mismatching tensor (in the model's order)."""
+    folder = network_folder(directory, type(model).__name__)
+    state = read_weights(folder, type(model).__name__)
+    own = model.state_dict()
+    for name, tensor in own.items():
+        if name not in state:
+            raise RadiodiffError(f"{folder}: no tensor {name!r} (the model has it, shape {list(tensor.shape)})")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise RadiodiffError(
+                f"{folder}: tensor {name!r} has shape {list(state[name].shape)}, the model's is {list(tensor.shape)}"
+            )
+    extra = [name for name in state if name not in own]
+    if extra:
+        raise RadiodiffError(f"{folder}: tensor {extra[0]!r} is not in the model ({len(extra)} such tensor(s))")
+    model.load_state_dict(state, strict=True)
+    return folder
 
 
 def weights_folder(directory: Path, name: str, ema: bool) -> Path:

@@ -10,8 +10,9 @@ import yaml
 
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_file
+from radiodiff.core.params import load_params, schema_default_params
 from radiodiff.pipeline.code_deps import code_deps
-from radiodiff.pipeline.stages import DVC_PARAMS, STAGES, Stage
+from radiodiff.pipeline.stages import DVC_PARAMS, STAGES, Stage, init_deps
 
 HEADER = """\
 # Written by `radiodiff dvc-yaml` from radiodiff/pipeline/stages.py: do not edit by hand (a test
@@ -22,8 +23,9 @@ HEADER = """\
 """
 
 
-def stage_entry(stage: Stage) -> dict:
-    entry: dict = {"cmd": stage.command(DVC_PARAMS), "deps": [*stage.deps, *code_deps(stage.handler)]}
+def stage_entry(stage: Stage, params: dict) -> dict:
+    deps = [*stage.deps, *init_deps(stage.name, params), *code_deps(stage.handler)]
+    entry: dict = {"cmd": stage.command(DVC_PARAMS), "deps": deps}
     if stage.params:
         entry["params"] = list(stage.params)
     outs = [o.path for o in stage.outs if not o.metric and o.plot is None]
@@ -36,7 +38,9 @@ def stage_entry(stage: Stage) -> dict:
 
 
 def render() -> str:
-    body = {"stages": {name: stage_entry(s) for name, s in STAGES.items()}}
+    """``dvc.yaml`` for the stage table and ``params.yaml`` (its ``init_from`` folders are deps)."""
+    params = load_params(DVC_PARAMS) if Path(DVC_PARAMS).is_file() else schema_default_params()
+    body = {"stages": {name: stage_entry(s, params) for name, s in STAGES.items()}}
     text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=200)
     lines = []  # a blank line between stages, for the reader
     for line in text.splitlines():
@@ -58,5 +62,6 @@ def check(path: str | os.PathLike = "dvc.yaml") -> None:
     path = Path(path)
     if not path.is_file() or path.read_text() != render():
         raise RadiodiffError(
-            f"{path}: stale (the stage table or the library's imports changed); run `radiodiff dvc-yaml`"
+            f"{path}: stale (the stage table, the library's imports or params.yaml's init_from changed); "
+            "run `radiodiff dvc-yaml`"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from radiodiff.core.errors import ParamsError
 from radiodiff.core.params import DEFAULT_PARAMS
 
 RMS_ROOT = "${data.radiomapseer.root}"
@@ -346,13 +347,30 @@ def resolve(text: str, params: dict) -> str:
     return _PLACEHOLDER.sub(value, text)
 
 
+def init_deps(stage: str, params: dict) -> list[str]:
+    """The model folder a training stage starts from (its ``train.init_from``), when one is set:
+    an input of the stage under both engines (Snakemake reads its config, ``dvc.yaml`` is written
+    from ``params.yaml``)."""
+    train = (params.get(stage) or {}).get("train") or {}
+    if not (stage.startswith("train_") and train.get("init_from")):
+        return []
+    folder = str(train["init_from"]).rstrip("/")
+    for out in STAGES[stage].outs:
+        if folder == out.path or folder.startswith(out.path + "/"):
+            raise ParamsError(
+                f"{stage}.train.init_from: {folder} is this stage's own output (a cycle, and deleted before "
+                "the stage runs); copy the model folder elsewhere (e.g. models/) and point init_from there"
+            )
+    return [folder]
+
+
 def edges(params: dict) -> list[tuple[str, str]]:
     """The DAG's edges (producer, consumer) with the dataset roots of ``params`` (a real root has
     no producer, so the synthesize stages then feed nothing)."""
     producers = {o.path: s.name for s in STAGES.values() for o in s.outs}
     found = set()
     for s in STAGES.values():
-        for dep in s.deps:
+        for dep in (*s.deps, *init_deps(s.name, params)):
             path = resolve(dep, params).rstrip("/")
             if path in producers:
                 found.add((producers[path], s.name))

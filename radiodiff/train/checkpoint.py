@@ -26,11 +26,12 @@ import torch
 
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
-from radiodiff.train.config import BOOKKEEPING, TrainConfig
+from radiodiff.train.config import TrainConfig, trajectory
 
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "checkpoint.json"  # written last: a checkpoint folder without it does not count
 ENGINE_STATE = "engine_state.pt"
+EXPORTS = "exports"  # milestone model exports: state_dir/exports/step-{step:08d}/ (train.export_every)
 
 
 @dataclass
@@ -101,8 +102,8 @@ def remove_stale_temporaries(state_dir: Path, model_dir: Path) -> None:
 
 
 def _check_resumable(ckpt: Path, info: dict, cfg: TrainConfig, n_train: int, world: int) -> None:
-    saved, now = info.get("config", {}), cfg.to_dict()
-    changed = sorted(k for k in now if k not in BOOKKEEPING and saved.get(k) != now[k])
+    saved, now = trajectory(info.get("config", {})), trajectory(cfg.to_dict())
+    changed = sorted(k for k in now if saved.get(k) != now[k])
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
         raise RadiodiffError(f"{ckpt}: cannot resume, the training config changed ({diffs}); use a new state folder")
@@ -117,10 +118,32 @@ def _check_resumable(ckpt: Path, info: dict, cfg: TrainConfig, n_train: int, wor
         )
 
 
+def checkpoint_step(ckpt: Path) -> int:
+    """The global step a checkpoint folder was saved at (from its name)."""
+    return int(ckpt.name.removeprefix(CHECKPOINT_PREFIX))
+
+
+def resumable_checkpoint(state_dir: Path, max_steps: int) -> Path | None:
+    """The checkpoint a run to ``max_steps`` resumes from: the newest complete one, or, when the
+    folder's run went further (``max_steps`` lowered), the one saved at ``max_steps`` exactly.
+    A run cannot be rewound to a step it holds no state for: that is a clear error."""
+    found = list_checkpoints(state_dir)
+    if not found or checkpoint_step(found[-1]) <= max_steps:
+        return found[-1] if found else None
+    for ckpt in found:
+        if checkpoint_step(ckpt) == max_steps:
+            return ckpt
+    raise RadiodiffError(
+        f"{state_dir}: this run went on to step {checkpoint_step(found[-1])} and holds no state at "
+        f"max_steps {max_steps} to stop at; set max_steps >= {checkpoint_step(found[-1])}, or take an "
+        f"earlier model from its milestone exports ({state_dir / EXPORTS}/, train.export_every)"
+    )
+
+
 def resume(state_dir: Path, accelerator, ema_model: torch.nn.Module, cfg: TrainConfig, n_train: int) -> Counters | None:
-    """Load the newest complete checkpoint of ``state_dir`` into the prepared objects and the EMA;
-    None when there is none (a fresh run)."""
-    ckpt = latest_checkpoint(state_dir)
+    """Load the checkpoint :func:`resumable_checkpoint` picks into the prepared objects and the
+    EMA; None when there is none (a fresh run)."""
+    ckpt = resumable_checkpoint(state_dir, cfg.max_steps)
     if ckpt is None:
         return None
     info = json.loads((ckpt / COMPLETE_MARKER).read_text())

@@ -16,18 +16,33 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 RUNTIME_FIELDS = ("num_workers", "pin_memory", "keep_states")  # execution settings: read, never re-run triggers
 # Fields that only change bookkeeping; every other field changes the trajectory, so a resume
 # with a different value would not continue the same run.
-BOOKKEEPING = {"save_every", "eval_every", "log_every", "max_nonfinite", *RUNTIME_FIELDS}
+BOOKKEEPING = {"save_every", "eval_every", "log_every", "export_every", "max_nonfinite", *RUNTIME_FIELDS}
+# Where a run stops is not its trajectory either: with the LR horizon fixed, a run to N is the
+# first N steps of a run to 2N (raising max_steps extends it; see TrainConfig.horizon).
+EXTENDABLE = {"max_steps", "lr_horizon"}
+
+
+def trajectory(train: dict) -> dict:
+    """The fields of a ``train`` section (or :meth:`TrainConfig.to_dict`) that decide the run's
+    trajectory: everything but bookkeeping and where it stops, with the LR horizon resolved.
+    Runs that agree on it are one run stopped at different steps (one state folder)."""
+    kept = {k: v for k, v in train.items() if k not in BOOKKEEPING | EXTENDABLE}
+    horizon = train.get("lr_horizon")
+    return {**kept, "lr_horizon": horizon if horizon is not None else train.get("max_steps")}
 
 
 @dataclass
 class TrainConfig:
     """Settings of one training run (schema ``$defs/train`` + ``runtime``)."""
 
-    max_steps: int
+    max_steps: int  # where the run stops
+    # The steps the LR schedule decays over (None: max_steps). Fixing it apart from max_steps
+    # lets a run be stopped at N and extended to 2N on the same trajectory.
+    lr_horizon: int | None
     batch_size: int  # samples per micro-batch; one global step uses batch_size * grad_accum samples
     grad_accum: int
     lr: float
-    # LR multiplier max((1 - step/max_steps) ** lr_power, min_lr): RadioDiff's power decay. The
+    # LR multiplier max((1 - step/horizon) ** lr_power, min_lr): RadioDiff's power decay. The
     # original floors the *multiplier* at min_lr, so the effective floor LR is lr * min_lr.
     lr_power: float
     min_lr: float
@@ -46,6 +61,8 @@ class TrainConfig:
     save_every: int
     eval_every: int
     log_every: int
+    export_every: int | None  # milestone model exports under the state folder (None: none)
+    init_from: str | None  # a model folder whose network weights start the run (None: seeded init)
     max_nonfinite: int  # this many non-finite steps in a row stop the run
     seed: int
     num_workers: int
@@ -71,6 +88,11 @@ class TrainConfig:
         runtime = schema_defaults("properties/runtime")
         return cls(**{**schema_defaults("$defs/train"), **{k: runtime[k] for k in RUNTIME_FIELDS}, **overrides})
 
+    @property
+    def horizon(self) -> int:
+        """The steps the LR schedule decays over: ``lr_horizon``, or ``max_steps`` when unset."""
+        return self.lr_horizon if self.lr_horizon is not None else self.max_steps
+
     def validate(self) -> None:
         """Raise :class:`ParamsError` naming the first invalid field."""
         positive = ("max_steps", "batch_size", "grad_accum", "ema_every", "save_every", "eval_every", "log_every")
@@ -78,6 +100,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ParamsError(f"train config: {name} must be an integer >= 1, got {value!r}")
+        for name in ("lr_horizon", "export_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ParamsError(f"train config: {name} must be an integer >= 1 or null, got {value!r}")
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from.strip()):
+            raise ParamsError(f"train config: init_from must be a model folder or null, got {self.init_from!r}")
         for name in ("ema_start", "num_workers", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

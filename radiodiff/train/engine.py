@@ -48,6 +48,7 @@ from torch.utils.data import Dataset
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir
+from radiodiff.models.persistence import load_network_weights
 from radiodiff.train import checkpoint, data_order
 from radiodiff.train.config import TrainConfig
 from radiodiff.train.distributed import average_gradients, make_accelerator, prepare
@@ -92,9 +93,10 @@ class TrainTask(Protocol):
         ...
 
 
-def lr_multiplier(step: int, max_steps: int, power: float, floor: float) -> float:
-    """RadioDiff's LR multiplier ``max((1 - step/max_steps) ** power, floor)``."""
-    frac = min(max(step / max_steps, 0.0), 1.0)
+def lr_multiplier(step: int, horizon: int, power: float, floor: float) -> float:
+    """RadioDiff's LR multiplier ``max((1 - step/horizon) ** power, floor)`` (the original's
+    horizon is its ``max_steps``; here ``train.lr_horizon``, by default ``max_steps``)."""
+    frac = min(max(step / horizon, 0.0), 1.0)
     return max((1.0 - frac) ** power, floor)
 
 
@@ -136,7 +138,7 @@ def _optimization(cfg: TrainConfig, accelerator, groups, modules) -> _Optimizati
         optimizers.append(torch.optim.AdamW(params, **kwargs))
 
     def multiplier(step: int) -> float:
-        return lr_multiplier(step, cfg.max_steps, cfg.lr_power, cfg.min_lr)
+        return lr_multiplier(step, cfg.horizon, cfg.lr_power, cfg.min_lr)
 
     schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, multiplier) for opt in optimizers]
     prepared, optimizers, schedulers = prepare(accelerator, list(modules.values()), optimizers, schedulers)
@@ -264,6 +266,16 @@ def _count(result: _StepResult, counters: checkpoint.Counters, cfg: TrainConfig,
         )
 
 
+def export_milestone(task: TrainTask, ema_model, raw_model, state_dir: Path, step: int) -> Path:
+    """Export the model at ``step`` as the run's milestone ``state_dir/exports/step-{step:08d}``
+    (``train.export_every``; kept, never pruned, not a stage output)."""
+    dest = state_dir / checkpoint.EXPORTS / f"step-{step:08d}"
+    if not dest.is_dir():  # a resumed run does not export a step twice
+        with atomic_dir(dest) as tmp:
+            task.export(ema_model, tmp, raw=raw_model)
+    return dest
+
+
 def train(
     task: TrainTask,
     train_set: Dataset,
@@ -276,6 +288,11 @@ def train(
     progress: bool = True,
 ) -> dict:
     """Train ``task`` for ``cfg.max_steps`` global steps, resuming from ``state_dir`` if it holds a checkpoint.
+
+    ``cfg.init_from`` (a model folder) starts ``task.model`` from its network's weights;
+    ``cfg.export_every`` exports milestone models under ``state_dir/exports``. A state folder whose
+    run stopped at N continues to a raised ``max_steps`` when the LR horizon (``cfg.horizon``) is
+    unchanged: the log goes on at N+1 and the weights are those of a straight run.
 
     Writes checkpoints to ``state_dir`` (keyed by the caller, e.g. with
     :func:`~radiodiff.train.checkpoint.state_key`), the EMA model via ``task.export`` to
@@ -297,6 +314,8 @@ def train(
     set_seed(cfg.seed)
     modules, groups = task.modules(), task.param_groups()
     _check_param_groups(groups, modules)
+    if cfg.init_from:  # start from another run's weights (a resumed run then loads its own)
+        load_network_weights(task.model, cfg.init_from)
     ema = EMA(task.model, cfg)  # copied before prepare() patches forward() for autocast
     ema.model.to(device)
     opt = _optimization(cfg, accelerator, groups, modules)
@@ -371,6 +390,8 @@ def train(
                 )
             if step % cfg.save_every == 0 or is_last:
                 saver.save(counters)
+            if cfg.export_every and step % cfg.export_every == 0 and main:
+                export_milestone(task, ema.model, accelerator.unwrap_model(task.model), state_dir, step)
             if step == kill_at:  # test hook (see the module docstring)
                 bar.close()
                 log.flush()

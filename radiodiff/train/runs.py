@@ -11,7 +11,7 @@ from pathlib import Path
 from radiodiff.core.io import atomic_file
 from radiodiff.data.items import ItemCache
 from radiodiff.train.checkpoint import state_key
-from radiodiff.train.config import TrainConfig
+from radiodiff.train.config import TrainConfig, trajectory
 from radiodiff.train.engine import train
 
 
@@ -28,7 +28,16 @@ def fingerprint(paths: list[Path]) -> str:
 
 def run_state_dir(stage: str, key: dict, sources: list[Path], runtime: dict) -> Path:
     """The resumable state folder of a run: ``runtime["state_dir"]/stage/<key>``, keyed by the
-    stage's params (``key``) and the inputs' fingerprint."""
+    stage's params (``key``, its ``params.train`` reduced to the run's trajectory, so raising
+    ``max_steps`` under a fixed LR horizon or changing the cadence of logs, evaluations, saves
+    and exports keeps the folder) and the fingerprint of the inputs and of ``init_from``."""
+    params = dict(key.get("params") or {})
+    train = params.get("train") or {}
+    if train:
+        params["train"] = trajectory(train)
+        key = {**key, "params": params}
+    if train.get("init_from"):
+        sources = [*sources, Path(train["init_from"])]
     return Path(runtime["state_dir"]) / stage / state_key({"stage": stage, **key, "inputs": fingerprint(sources)})
 
 

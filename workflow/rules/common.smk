@@ -11,7 +11,13 @@ from pathlib import Path, PurePosixPath
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.params import differing_keys, load_params, write_params
 from radiodiff.pipeline.code_deps import code_deps
-from radiodiff.pipeline.stages import DVC_PARAMS, SNAKEMAKE_PARAMS, STAGES, resolve
+from radiodiff.pipeline.stages import (
+    DVC_PARAMS,
+    SNAKEMAKE_PARAMS,
+    STAGES,
+    init_deps,
+    resolve,
+)
 
 # dvc.lock as Snakemake last saw it (after its own `dvc commit`)
 DVC_LOCK_SEEN = ".snakemake/radiodiff/dvc.lock.sha256"
@@ -76,7 +82,11 @@ def declared_params(stage):
 def stage_inputs(stage):
     """Data inputs (dataset roots resolved from the config) and the library files the stage runs."""
     s = STAGES[stage]
-    return [resolve(d, config) for d in s.deps] + code_deps(s.handler)
+    return (
+        [resolve(d, config) for d in s.deps]
+        + init_deps(stage, config)
+        + code_deps(s.handler)
+    )
 
 
 def _output(path):
