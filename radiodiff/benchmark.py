@@ -10,6 +10,15 @@ milliseconds per whole map of ``whole_map_px`` (W, H) per dataset by sliding win
 timed too. Nothing is trained to convergence and no output is reused.
 Peak memory: CUDA max allocated on a GPU; on a CPU the process's peak RSS so far (a bound,
 not a per-model figure).
+
+Where the time goes: the FLOPs of one training step (counted on one more, untimed step) and of
+one sampled map (counted on the untimed first sampling batch, divided by the batch), the
+achieved FLOP/s beside each timing, and its fraction of the device's measured peak (the best of
+a few large square float32 matmuls, :func:`measured_peak`; bfloat16 too where the device has
+it). FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`, which counts only
+matrix products and convolutions (2 FLOPs per multiply-accumulate, backward included):
+normalisation, activations, softmax, the sampler's arithmetic and the optimizer step count
+nothing, so the achieved FLOP/s is the products' work per second, a lower bound of all the work.
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ import copy
 import platform
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.io import write_json
@@ -45,6 +56,45 @@ def _peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def count_flops(fn: Callable[[], object]) -> int:
+    """Matrix-product and convolution FLOPs (2 per multiply-accumulate) of one call of ``fn``,
+    forward and any backward it runs (:class:`FlopCounterMode`; other ops count nothing)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def measured_peak(device, dtype=torch.float32, n: int | None = None, repeats: int = 3) -> dict:
+    """The device's measured matmul throughput: the fastest of ``repeats`` n×n @ n×n products of
+    ``dtype`` (2·n³ FLOPs each) after an untimed one; n 8192 on CUDA, 2048 (under a second) on a CPU."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    g = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g, device=device, dtype=dtype) for _ in range(2))
+    best = float("inf")
+    for i in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return {"dtype": str(dtype).removeprefix("torch."), "n": n, "flop_per_s": 2 * n**3 / best}
+
+
+def has_bf16(device) -> bool:
+    """Whether the device multiplies bfloat16 natively (a CUDA GPU that supports it, or a CPU
+    with oneDNN's bfloat16 kernels: AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = device.type == "cpu" and torch.backends.mkldnn.is_available()
+    return cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def throughput(flops: float, seconds: float, peak: float) -> dict:
+    """Achieved FLOP/s of ``flops`` done in ``seconds``, and its fraction of ``peak`` FLOP/s."""
+    return {"flop_per_s": flops / seconds, "fraction_of_peak": flops / seconds / peak}
+
+
 def _condition(pipe, batch: int, device, generator) -> torch.Tensor:
     size = int(pipe.meta["image_size"])
     return (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(device)
@@ -65,19 +115,25 @@ def _task_and_batch(pipe, batch: int, device, generator):
 
 
 def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
-    """Timed training steps of the model's own task (its loss, backward, an AdamW step)."""
+    """Timed training steps of the model's own task (its loss, backward, an AdamW step), after
+    one untimed step whose FLOPs are counted (:func:`count_flops`) and ``warmup`` untimed ones."""
     task, data = _task_and_batch(pipe, batch, device, torch.Generator().manual_seed(0))
     net = task.model
     opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
+
+    def step(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        task.loss(data, i, 0)[0].backward()
+        opt.step()
+
+    flops = count_flops(lambda: step(0))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(warmup + steps):
         _sync(device)
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        task.loss(data, i, 0)[0].backward()
-        opt.step()
+        step(i)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
@@ -89,24 +145,32 @@ def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
         "steps_per_s": 1 / mean,
         "peak_memory_mb": _peak_mb(device),
         "parameters": net.num_parameters(),
+        "flops_per_step": flops,
     }
 
 
 @torch.no_grad()
-def time_sampling(pipe, batch: int, repeats: int, device, steps=None) -> float:
-    """Milliseconds per map (median over ``repeats`` batches, after one untimed batch)."""
+def time_sampling(pipe, batch: int, repeats: int, device, steps=None) -> tuple[float, float]:
+    """Milliseconds per map (median over ``repeats`` batches) and FLOPs per map (counted on the
+    untimed first batch, :func:`count_flops`, divided by ``batch``)."""
     g = torch.Generator().manual_seed(1)
     cond = _condition(pipe, batch, device, g)
     gen = torch.Generator(device=device).manual_seed(0)
+    flops = count_flops(lambda: pipe(cond, steps=steps, generator=gen))
     times = []
-    for i in range(repeats + 1):
+    for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
         pipe(cond, steps=steps, generator=gen)
         _sync(device)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times)) / batch
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times)) / batch, flops / batch
+
+
+def _sampling_entry(pipe, batch: int, repeats: int, device, peak: float, steps=None) -> tuple[float, dict]:
+    """:func:`time_sampling`'s ms per map, and its FLOPs per map with their :func:`throughput`."""
+    ms, flops = time_sampling(pipe, batch, repeats, device, steps)
+    return ms, {"flops_per_map": flops, **throughput(flops, ms / 1000, peak)}
 
 
 @torch.no_grad()
@@ -157,22 +221,26 @@ def run(params: dict, models: list, out) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "settings": dict(b),
-        "models": {},
-        "physics": {},
+        "device_peak_flops": measured_peak(device),
     }
+    if has_bf16(device):
+        result["device_peak_flops_bfloat16"] = measured_peak(device, torch.bfloat16)
+    result.update(models={}, physics={})
+    peak = result["device_peak_flops"]["flop_per_s"]
     for model_dir in models:
         pipe = load_pipeline(model_dir).to(device).eval()
         kind = "radiodiff" if isinstance(pipe, RadioDiffPipeline) else "radiounet"
         key = f"{kind}/{pipe.meta['dataset']}"
         entry = {"model": str(model_dir), "image_size": pipe.meta["image_size"]}
-        entry["train"] = time_training(pipe, b["train_batch_size"], b["train_steps"], b["warmup_steps"], device)
+        train = time_training(pipe, b["train_batch_size"], b["train_steps"], b["warmup_steps"], device)
+        entry["train"] = {**train, **throughput(train["flops_per_step"], train["ms_per_step"] / 1000, peak)}
+        sampling = (b["sample_batch_size"], b["sample_repeats"], device, peak)
         if kind == "radiodiff":
-            entry["sample_ms_per_map"] = {
-                str(n): time_sampling(pipe, b["sample_batch_size"], b["sample_repeats"], device, n)
-                for n in b["radiodiff_steps"]
-            }
+            per_n = {str(n): _sampling_entry(pipe, *sampling, n) for n in b["radiodiff_steps"]}
+            entry["sample_ms_per_map"] = {n: ms for n, (ms, _) in per_n.items()}
+            entry["sample_flops"] = {n: flops for n, (_, flops) in per_n.items()}
         else:
-            entry["sample_ms_per_map"] = time_sampling(pipe, b["sample_batch_size"], b["sample_repeats"], device)
+            entry["sample_ms_per_map"], entry["sample_flops"] = _sampling_entry(pipe, *sampling)
         size = b["whole_map_px"][pipe.meta["dataset"]]
         entry["whole_map"] = time_whole_map(pipe, size, window, device, b["sample_repeats"])
         result["models"][key] = entry

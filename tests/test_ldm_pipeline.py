@@ -1,14 +1,16 @@
 """The LDM and RadioUNet stages on a tiny dataset: train a few steps, export a model folder,
-sample, predict, and score it on another root; plus the physics baseline's exponent fit."""
+sample, predict, score it on another root and benchmark it; plus the physics baseline's exponent fit."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
+from radiodiff import benchmark
 from radiodiff.cli import main
 from radiodiff.core.io import read_png
 from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSplits, dihedral
@@ -19,6 +21,9 @@ from radiodiff.models.pipelines import load_pipeline
 from radiodiff.models.radiodiff import RadioDiffPipeline
 from radiodiff.models.radiounet import RadioUNetPipeline
 from radiodiff.physics.baselines import fit_log_distance_exponent, icassp_physics_unit, log_distance_unit
+from radiodiff.report.document import Doc
+from radiodiff.report.figures import Style
+from radiodiff.report.sections import benchmark_section
 from radiodiff.train.ldm import LDMTask
 
 TRAIN = dict(
@@ -209,6 +214,59 @@ def test_evaluate_a_model_on_another_root(trained, real_root, tmp_path, capsys):
     assert {"radiodiff", "physics", "protocol"} <= set(summary)
     assert summary["protocol"]["maps"] == 4 and summary["radiodiff"]["n_images"] == 4
     assert (out / "per_sample.csv").read_text().count("\n") == 1 + 2 * 2 * 4
+
+
+def test_flop_count_of_small_products_is_exact():
+    """2 FLOPs per multiply-accumulate: a (3×5) @ (5×7) linear layer forward and backward (grads of
+    input and weight: three products), and a 3×3 convolution forward."""
+    m, k, n = 3, 5, 7
+    lin = torch.nn.Linear(k, n)
+    x = torch.randn(m, k, requires_grad=True)
+    assert benchmark.count_flops(lambda: lin(x).sum().backward()) == 3 * 2 * m * k * n
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+    with torch.no_grad():
+        got = benchmark.count_flops(lambda: conv(torch.randn(1, 2, 6, 5)))
+    assert got == 2 * (4 * 6 * 5) * (2 * 3 * 3)  # output elements × multiply-accumulates each
+    assert benchmark.count_flops(lambda: torch.relu(x)) == 0, "only products and convolutions count"
+
+
+def test_benchmark_counts_flops_beside_its_timings(trained, tmp_path):
+    """`benchmark.run` on the tiny model folders: FLOPs per training step and per sampled map, the
+    achieved FLOP/s and their share of the measured matmul peak; the report renders it, and a
+    benchmark.json written before FLOPs were counted still renders."""
+    params = {
+        "benchmark": {"train_steps": 1, "warmup_steps": 0, "train_batch_size": 2, "sample_batch_size": 2,
+                      "sample_repeats": 1, "radiodiff_steps": [1, 2], "whole_map_px": {"radiomapseer": [32, 32]}},
+        "sample": {"window": {"mode": "joint", "overlap": 0.25, "batch_size": 2}},
+    }  # fmt: skip
+    out = tmp_path / "benchmark.json"
+    benchmark.run(params, [trained["dir"] / "ldm/model", trained["dir"] / "radiounet/model"], out)
+    bench = json.loads(out.read_text())
+    peak = bench["device_peak_flops"]
+    assert peak["dtype"] == "float32" and peak["n"] == (8192 if torch.cuda.is_available() else 2048)
+    assert 0 < peak["flop_per_s"] < math.inf
+    ldm, unet = bench["models"]["radiodiff/radiomapseer"], bench["models"]["radiounet/radiomapseer"]
+    counted = [ldm["train"], unet["train"], unet["sample_flops"], *ldm["sample_flops"].values()]
+    for c in counted:
+        values = [c.get("flops_per_step", c.get("flops_per_map")), c["flop_per_s"], c["fraction_of_peak"]]
+        assert all(0 < v < math.inf for v in values), c
+    assert set(ldm["sample_flops"]) == {"1", "2"}
+    one, two = (ldm["sample_flops"][n]["flops_per_map"] for n in ("1", "2"))
+    assert one < two < 2 * one, "a second sampler step adds one U-Net pass, not another VAE decoding"
+
+    old = json.loads(out.read_text())
+    del old["device_peak_flops"]
+    old.pop("device_peak_flops_bfloat16", None)
+    for entry in old["models"].values():
+        del entry["sample_flops"]
+        for key in ("flops_per_step", "flop_per_s", "fraction_of_peak"):
+            del entry["train"][key]
+    for b, tables in ((bench, 2), (old, 1)):
+        doc = Doc(tmp_path, Style())
+        benchmark_section(doc, b)
+        md = doc.render_md("t")
+        assert md.count("| model |") == tables and "GFLOP/step" in md
+        assert ("Measured peak" in md) == (b is bench)
 
 
 def test_exponent_fit_recovers_a_log_distance_map():

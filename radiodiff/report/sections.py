@@ -278,27 +278,74 @@ def eda_section(doc: Doc, eda_dir: Path) -> None:
         doc.image_file(src, f"eda_{stem}", stem.replace("_", " "))
 
 
+def _giga(v):
+    """``v`` in units of 10⁹ (GFLOP, GFLOP/s), or None where a benchmark did not record it."""
+    return None if v is None else v / 1e9
+
+
+def _percent(v):
+    return None if v is None else 100 * v
+
+
+def _peak_text(bench: dict) -> str:
+    """The device peak(s) of ``benchmark.json`` in words, or "" for one written before they were measured."""
+    peaks = [bench[k] for k in ("device_peak_flops", "device_peak_flops_bfloat16") if bench.get(k)]
+    if not peaks:
+        return ""
+    measured = ", ".join(f"{fmt(_giga(p['flop_per_s']))} GFLOP/s in {p['dtype']}" for p in peaks)
+    return (
+        f" Measured peak: {measured} (the fastest of a few {peaks[0]['n']}×{peaks[0]['n']} matmuls); "
+        "% of peak is of the float32 peak (the benchmark runs in float32). FLOPs count matrix products "
+        "and convolutions only (2 per multiply-accumulate), so achieved GFLOP/s is a lower bound."
+    )
+
+
 def benchmark_section(doc: Doc, bench: dict) -> None:
+    """The benchmark table per model (training speed, memory, FLOPs and their share of the device
+    peak, sampling ms per map) and, where counted, FLOPs per sampled map; an older ``benchmark.json``
+    without FLOPs renders its columns as "–"."""
     doc.heading("Benchmark", 2, "benchmark")
     doc.para(
         f"Device: {bench.get('device', '?')}. Timed training steps (random inputs of the model's shapes) and "
         "sampling per map; peak memory is the device's peak (CUDA) or the process RSS (CPU), a bound."
+        + _peak_text(bench)
     )
-    rows = []
+    rows, sampling = [], []
     for model, b in bench.get("models", {}).items():
         train = b.get("train", {})
         row = {"model": model}
         row.update({k: train.get(k) for k in ("steps_per_s", "ms_per_step", "peak_memory_mb", "parameters")})
+        row["GFLOP/step"] = _giga(train.get("flops_per_step"))
+        row["GFLOP/s"] = _giga(train.get("flop_per_s"))
+        row["% of peak"] = _percent(train.get("fraction_of_peak"))
         sample = b.get("sample_ms_per_map")
+        flops = b.get("sample_flops")
         if isinstance(sample, dict):
             row.update({f"sample ms/map, N={k}": v for k, v in sample.items()})
+            per_n = {k: (ms, (flops or {}).get(k)) for k, ms in sample.items()}
         else:
             row["sample ms/map"] = sample
+            per_n = {None: (sample, flops)}
         rows.append(row)
+        for n, (ms, f) in per_n.items():
+            if f:
+                sampling.append(
+                    {
+                        "model": model,
+                        "sampler steps": n,
+                        "ms/map": ms,
+                        "GFLOP/map": _giga(f.get("flops_per_map")),
+                        "GFLOP/s": _giga(f.get("flop_per_s")),
+                        "% of peak": _percent(f.get("fraction_of_peak")),
+                    }
+                )
     for dataset, b in (bench.get("physics") or {}).items():
         ms = b.get("sample_ms_per_map") if isinstance(b, dict) else b
         rows.append({"model": f"physics/{dataset}", "sample ms/map": ms})
     doc.table(rows)
+    if sampling:
+        doc.para("FLOPs per sampled map (one sampling batch counted, divided by its maps) and the rate achieved:")
+        doc.table(sampling)
 
 
 def provenance_rows(params: dict, validation: dict) -> list[dict]:
