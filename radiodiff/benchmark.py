@@ -86,8 +86,12 @@ def has_bf16(device) -> bool:
     with oneDNN's bfloat16 kernels: AVX512-BF16 or AMX)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    cpu = device.type == "cpu" and torch.backends.mkldnn.is_available()
-    return cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:  # a private oneDNN query: absent from some builds
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def throughput(flops: float, seconds: float, peak: float) -> dict:

@@ -27,9 +27,10 @@ from radiodiff.report.sections import benchmark_section
 from radiodiff.train.ldm import LDMTask
 
 TRAIN = dict(
-    max_steps=2, batch_size=4, grad_accum=1, lr=1e-3, lr_power=0.95, min_lr=0.05, weight_decay=0.0,
+    max_steps=2, lr_horizon=None, batch_size=4, grad_accum=1, lr=1e-3, lr_power=0.95, min_lr=0.05, weight_decay=0.0,
     betas=[0.9, 0.999], clip_grad_norm=1.0, ema_decay=0.9, ema_every=1, ema_start=0, ema_warmup=True,
-    mixed_precision="no", save_every=2, eval_every=2, log_every=1, max_nonfinite=10, seed=0,
+    mixed_precision="no", save_every=2, eval_every=2, log_every=1, export_every=None, init_from=None,
+    max_nonfinite=10, seed=0,
 )  # fmt: skip
 UNET = dict(
     dim=8, dim_mults=[1, 2], num_res_blocks=1, resnet_groups=4, time_dim=16, fourier_scale=16.0, attn_heads=1,
