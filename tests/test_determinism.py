@@ -41,7 +41,13 @@ DRIVER = textwrap.dedent(
             "state_dir": str(out / "state"),
         },
         "train_vae_radiomapseer": vae_section,
-        "train_ldm_radiomapseer": {"model": UNET, "diffusion": DIFFUSION, "data": {"augment": False}, "train": TRAIN},
+        "train_ldm_radiomapseer": {
+            "model": UNET,
+            "diffusion": DIFFUSION,
+            "data": {"augment": False},
+            "train": TRAIN,
+            "previews": {"sample_every": None, "samples": 4},
+        },
     }
     vae.run(params, "radiomapseer", out / "vae", root=str(root), edges=str(out / "edges"))
     ldm.run(params, "radiomapseer", out / "ldm", root=str(root), vae=str(out / "vae/model"))

@@ -12,6 +12,7 @@ import torch
 
 from radiodiff import benchmark
 from radiodiff.cli import main
+from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png
 from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSplits, dihedral
 from radiodiff.evaluate.sampling import predict_items
@@ -63,7 +64,13 @@ def trained(tiny_radiomapseer, tmp_path_factory):
             "keep_states": 2,
             "state_dir": str(tmp / "state"),
         },
-        "train_ldm_radiomapseer": {"model": UNET, "diffusion": DIFFUSION, "data": {"augment": False}, "train": TRAIN},
+        "train_ldm_radiomapseer": {
+            "model": UNET,
+            "diffusion": DIFFUSION,
+            "data": {"augment": False},
+            "train": TRAIN,
+            "previews": {"sample_every": 1, "samples": 2},
+        },
         "train_radiounet_radiomapseer": {
             "model": dict(base_channels=4, channel_mults=[1, 2], blocks_per_level=1, norm="batch"),
             "data": {"augment": False},
@@ -90,6 +97,28 @@ def test_training_writes_model_folders_and_metrics(trained):
     assert meta["scale_factor"] > 0 and meta["sampling_steps"] == 2 and meta["image_size"] == 32
     assert meta["weighting"] == "jul2025" and meta["l1"] is True
     assert json.loads((d / "ldm/metrics.json").read_text())["latent_shape"] == [3, 8, 8]
+
+
+def test_ldm_writes_sample_previews_the_report_shows(trained, tmp_path):
+    """Every ``previews.sample_every`` steps: a grid of 2 validation items (condition | truth |
+    prediction | error), listed in previews.json with the items' RMSE in dB; the report draws
+    the progression from it."""
+    from radiodiff.report.sections import previews_section
+    from radiodiff.train.previews import read_index
+
+    folder = trained["dir"] / "ldm" / "previews"
+    index = read_index(folder)
+    assert [e["step"] for e in index] == [1, 2]
+    assert [e["file"] for e in index] == ["step-00000001.png", "step-00000002.png"]
+    for e in index:
+        assert len(e["rmse_db"]) == 2 and all(0 < r < 200 for r in e["rmse_db"])
+        assert read_png(folder / e["file"], "RGB").shape == (2 * 32 + 2, 4 * 32 + 3 * 2, 3)
+    doc = Doc(tmp_path, Style())
+    previews_section(doc, trained["dir"] / "ldm", "RadioDiff LDM")
+    assert len(doc.figure_names) == 1 and doc.figure_names[0].startswith("previews_")
+    (folder / "step-00000002.png").unlink()
+    with pytest.raises(DataError, match=r"step-00000002\.png: listed in previews\.json but missing"):
+        previews_section(doc, trained["dir"] / "ldm", "RadioDiff LDM")
 
 
 def test_validation_and_test_sampling_are_one_sampler(trained):

@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -344,6 +345,31 @@ def test_init_from_starts_the_model_from_a_model_folder(tmp_path):
     wide.model = nn.Sequential(nn.Linear(DIM, 16), nn.Tanh(), nn.Linear(16, DIM))
     with pytest.raises(RadiodiffError, match=r"tensor '0\.weight' has shape \[12, 6\], the model's is \[16, 6\]"):
         run_train(tmp_path / "wide", task=wide, max_steps=1, init_from=str(folder))
+
+
+class PreviewTask(ToyTask):
+    """The toy task with the engine's optional preview hook (drawing noise: it must not move the
+    training's RNG)."""
+
+    preview_every = 5
+
+    def preview(self, model):
+        assert not model.training and not torch.is_grad_enabled()
+        value = int(torch.randint(0, 255, ()).item())
+        return np.full((4, 6, 3), value, np.uint8), [float(value)]
+
+
+def test_previews_are_written_and_change_no_weight(tmp_path):
+    from radiodiff.train.previews import keep_until, read_index
+
+    run_train(tmp_path / "plain", max_steps=12)
+    run_train(tmp_path / "previews", task=PreviewTask(), max_steps=12)
+    assert_same_weights(exported(tmp_path / "previews"), exported(tmp_path / "plain"))
+    folder = tmp_path / "previews" / "state" / engine.PREVIEWS
+    assert [e["step"] for e in read_index(folder)] == [5, 10, 12]  # every 5 steps and the last
+    assert sorted(p.name for p in folder.glob("*.png")) == [f"step-{s:08d}.png" for s in (5, 10, 12)]
+    keep_until(folder, 10)  # what a run resumed from step 10 does first
+    assert [e["step"] for e in read_index(folder)] == [5, 10] and not (folder / "step-00000012.png").exists()
 
 
 def test_state_folder_is_keyed_by_the_trajectory(tmp_path):

@@ -220,7 +220,7 @@ def _table() -> list[Stage]:
                     f"radiodiff train {kind} {ds} {args} --out {folder}",
                     (f"train_{kind}_{ds}", *data),
                     deps,
-                    _training_outs(folder),
+                    _training_outs(folder) + ((Output(f"{folder}/previews"),) if kind == "ldm" else ()),
                     accelerator=True,
                 )
             )
@@ -316,6 +316,7 @@ def _table() -> list[Stage]:
                 ICASSP_VALIDATION,
                 "results/eda",
                 *(f"{t}/{f}" for t in trained for f in ("metrics.json", "train_log.csv")),
+                *(f"results/ldm/{d}/previews" for d in DATASETS),
                 *(f"results/samples/{d}" for d in (*DATASETS, "icassp_full")),
                 *(
                     f"results/evaluate/{d}/{f}"

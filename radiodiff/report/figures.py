@@ -230,6 +230,21 @@ def sample_grid_figure(
     return fig
 
 
+def preview_progression_figure(previews: list[dict], title: str, style: Style) -> Figure:
+    """The LDM's sample previews side by side, one column per step (each preview: ``step``,
+    ``mean_rmse_db``, ``image`` an H×W×3 array of rows condition | truth | prediction | error)."""
+    aspect = previews[0]["image"].shape[1] / previews[0]["image"].shape[0]
+    fig = style.figure(min(16.0, max(4.0, 3.6 * aspect * len(previews))), 4.4)
+    axes = np.atleast_1d(fig.subplots(1, len(previews), squeeze=False)).ravel()
+    for ax, p in zip(axes, previews, strict=True):
+        ax.imshow(p["image"], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"step {p['step']}\nRMSE {p['mean_rmse_db']:.2f} dB")
+    fig.suptitle(f"{title}: sample previews while training")
+    return fig
+
+
 def distribution_figure(per_sample: pd.DataFrame, scope: str, metrics: list[str], style: Style, title: str) -> Figure:
     """Per-sample metric distributions per method (box plots with every sample as a dot)."""
     d = per_sample[per_sample["scope"] == scope]

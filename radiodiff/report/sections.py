@@ -25,6 +25,7 @@ from radiodiff.pipeline.stages import STAGES
 from radiodiff.report import figures as F
 from radiodiff.report.document import Doc, fmt
 from radiodiff.report.texts import DATASETS, MODELS, PUBLISHED_ICASSP, PUBLISHED_RADIOMAPSEER
+from radiodiff.train.previews import read_index
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -122,6 +123,8 @@ def training_section(doc: Doc, results: Path) -> list[dict]:
                 f"{title}: terms min-max normalized on one axis, learning rate, gradient norm, "
                 "skipped non-finite steps.",
             )
+        if kind == "ldm":
+            previews_section(doc, results / kind / name, title)
         if disc_start is not None:
             doc.para(
                 f"Loss phases: steps below `disc_start` = {disc_start} train the autoencoder alone "
@@ -129,6 +132,29 @@ def training_section(doc: Doc, results: Path) -> list[dict]:
             )
             doc.table(F.phase_table(log, disc_start))
     return overview
+
+
+def previews_section(doc: Doc, base: Path, title: str, count: int = 4) -> None:
+    """The learning progression: up to ``count`` of the LDM's sample previews (first and last
+    included) side by side, from ``previews/previews.json``; a run without previews says so."""
+    index = read_index(base / "previews")
+    if not index:
+        doc.para(f"{title}: no sample previews (`previews.sample_every` is null, or the run predates them).")
+        return
+    picks = evenly_spaced(index, count)
+    for p in picks:
+        src = base / "previews" / p["file"]
+        if not src.is_file():
+            raise DataError(f"{src}: listed in previews.json but missing (re-run the training stage)")
+        p["image"] = read_png(src, "RGB")
+    with rc_context(doc.style.rc()):
+        doc.figure(
+            F.preview_progression_figure(picks, title, doc.style),
+            f"previews_{base.parent.name}_{base.name}",
+            f"{title}: the EMA model's samples of the first {len(index[0]['rmse_db'])} validation items at "
+            f"{len(picks)} of its {len(index)} previews (rows: items; columns: condition, ground truth, prediction, "
+            "|prediction − truth| on 0–20 dB). RMSE in dB over the items' scored pixels.",
+        )
 
 
 def _rms_grid_rows(root: Path, data: dict, samples: Path, names: list[str]) -> list[dict]:

@@ -49,13 +49,14 @@ from torch.utils.data import Dataset
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir
 from radiodiff.models.persistence import load_network_weights
-from radiodiff.train import checkpoint, data_order
+from radiodiff.train import checkpoint, data_order, previews
 from radiodiff.train.config import TrainConfig
 from radiodiff.train.distributed import average_gradients, make_accelerator, prepare
 from radiodiff.train.ema import EMA
 from radiodiff.train.logs import RunLog, accumulate_terms, peak_memory
 
 KILL_ENV = "RADIODIFF_KILL_AT_STEP"
+PREVIEWS = "previews"  # state_dir/previews: the task's sample previews (see TrainTask)
 
 
 class TrainTask(Protocol):
@@ -91,6 +92,11 @@ class TrainTask(Protocol):
         """Write the final model (the EMA copy) into ``out_dir`` (an empty temporary folder);
         ``raw``: the trained weights themselves, for the tasks that export both."""
         ...
+
+    # Optional (the LDM): ``preview_every`` (steps; 0 or absent: none) and
+    # ``preview(model) -> (H×W×3 uint8 image, per-item RMSE dB) | None``, a grid of samples of
+    # fixed validation items by ``model`` (the EMA copy, eval mode, no_grad, isolated RNG); the
+    # engine writes it to TensorBoard and ``state_dir/previews`` (:mod:`radiodiff.train.previews`).
 
 
 def lr_multiplier(step: int, horizon: int, power: float, floor: float) -> float:
@@ -339,6 +345,9 @@ def train(
     )  # fmt: skip
     saver = checkpoint.Saver(state_dir, accelerator, modules, ema.model, cfg, n_train)
     log = RunLog(log_csv, tb_dir, counters.step, main)
+    preview_every = int(getattr(task, "preview_every", 0) or 0)
+    if preview_every and main:  # like the log: drop what a killed run drew after its state
+        previews.keep_until(state_dir / PREVIEWS, counters.step)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
@@ -349,6 +358,15 @@ def train(
         with _isolated_rng(cfg.seed), torch.no_grad():
             metrics = task.evaluate(ema.model, val_loader)
         return {k: float(v) for k, v in metrics.items()}
+
+    def preview(step: int) -> None:
+        ema.model.eval()
+        with _isolated_rng(cfg.seed), torch.no_grad():
+            drawn = task.preview(ema.model)
+        if drawn is not None:
+            image, rmses = drawn
+            previews.write_preview(state_dir / PREVIEWS, step, image, rmses)
+            log.image("preview", image, step)
 
     # ---- the loop: one iteration = one global step ----
     data = iter(loader)
@@ -388,6 +406,8 @@ def train(
                 bar.set_postfix(
                     {k: f"{v:.4g}" for k, v in result.terms.items() if k.startswith("loss/")}, refresh=False
                 )
+            if preview_every and main and (step % preview_every == 0 or is_last):
+                preview(step)  # before the state: a kill between the two redraws it on resume
             if step % cfg.save_every == 0 or is_last:
                 saver.save(counters)
             if cfg.export_every and step % cfg.export_every == 0 and main:

@@ -34,6 +34,8 @@ from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
 from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, condition_latents, icassp_extra_images
+from radiodiff.train.engine import PREVIEWS
+from radiodiff.train.previews import copy_previews, preview_grid, preview_items
 from radiodiff.train.runs import map_model_metrics, run_fields, run_state_dir, run_training
 
 # Items per batch of the pass that measures latent scales (VAE attention: 4096² per item at 256²).
@@ -164,6 +166,9 @@ class LDMTask:
         # the stage; None encodes every batch anew (e.g. the benchmark's batches).
         self.cache_at: tuple[Path, int] | None = None
         self._cache: LatentCache | None = None
+        # Sample previews (the engine's optional hook), set by the stage: every preview_every
+        # steps, a grid of preview_batch (fixed validation items); none by default.
+        self.preview_every, self.preview_batch, self.preview_seed = 0, None, 0
 
     def _place(self, device: torch.device) -> None:
         """The frozen VAEs on the training device (the engine prepares only ``modules()``)."""
@@ -243,6 +248,20 @@ class LDMTask:
         return zero_buildings(pred, batch["buildings"]) if "buildings" in batch else pred
 
     @torch.no_grad()
+    def preview(self, model):
+        """A grid of samples of the fixed preview items (:mod:`radiodiff.train.previews`) by
+        ``model`` at the model's sampler steps, noise seeded by ``preview_seed``."""
+        if self.preview_batch is None:
+            return None
+        from accelerate.utils import send_to_device
+
+        device = next(model.parameters()).device
+        self._place(device)
+        batch = send_to_device(self.preview_batch, device)
+        gen = torch.Generator(device=device).manual_seed(self.preview_seed)
+        return preview_grid(batch, self.predict(self.pipeline(model), batch, generator=gen), self.meta)
+
+    @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
         self._place(next(model.parameters()).device)
         pipe = self.pipeline(model)
@@ -310,10 +329,14 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     task = LDMTask(unet, vae, meta, extra_vaes)
     key = {"params": section, "data": data}
     sources = [*splits.sources, *(Path(vaes[n]) for n in names)]
-    cache_dir = run_state_dir(stage, key, sources, params["runtime"]) / "latents"
-    task.cache_at = (cache_dir, len(train_set))
+    state_dir = run_state_dir(stage, key, sources, params["runtime"])
+    task.cache_at = (state_dir / "latents", len(train_set))
+    task.preview_every = int(section["previews"]["sample_every"] or 0)
+    task.preview_batch = preview_items(val_set, int(section["previews"]["samples"]))
+    task.preview_seed = int(section["train"]["seed"])
     summary = run_training(stage, task, train_set, val_set, section, params["runtime"], key, sources, Path(out))
-    shutil.rmtree(cache_dir, ignore_errors=True)  # the run is over: its encodings are not needed again
+    shutil.rmtree(state_dir / "latents", ignore_errors=True)  # the run is over: its encodings are not needed again
+    copy_previews(state_dir / PREVIEWS, Path(out) / "previews")
     metrics = {
         **map_model_metrics(summary, section, dataset, meta, unet, len(train_set)),
         "sampling_steps": diff["sampling_steps"],

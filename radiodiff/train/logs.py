@@ -80,6 +80,11 @@ class RunLog:
                 if k != "step":
                     self.tb.add_scalar(k, v, row["step"])
 
+    def image(self, tag: str, image, step: int) -> None:
+        """An H×W×3 uint8 image to TensorBoard (e.g. the LDM's sample previews)."""
+        if self.tb is not None:
+            self.tb.add_image(tag, image, step, dataformats="HWC")
+
     def flush(self) -> None:
         if self.tb is not None:
             self.tb.flush()

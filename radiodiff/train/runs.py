@@ -14,6 +14,8 @@ from radiodiff.train.checkpoint import state_key
 from radiodiff.train.config import TrainConfig, trajectory
 from radiodiff.train.engine import train
 
+BOOKKEEPING_SECTIONS = ("previews",)  # stage sections that change no trained weight
+
 
 def fingerprint(paths: list[Path]) -> str:
     """Cheap identity of the input folders: names, sizes and mtimes of their files."""
@@ -29,13 +31,13 @@ def fingerprint(paths: list[Path]) -> str:
 def run_state_dir(stage: str, key: dict, sources: list[Path], runtime: dict) -> Path:
     """The resumable state folder of a run: ``runtime["state_dir"]/stage/<key>``, keyed by the
     stage's params (``key``, its ``params.train`` reduced to the run's trajectory, so raising
-    ``max_steps`` under a fixed LR horizon or changing the cadence of logs, evaluations, saves
-    and exports keeps the folder) and the fingerprint of the inputs and of ``init_from``."""
-    params = dict(key.get("params") or {})
+    ``max_steps`` under a fixed LR horizon, changing the cadence of logs, evaluations, saves
+    and exports, or the LDM's ``previews``, keeps the folder) and the fingerprint of the inputs and of ``init_from``."""
+    params = {k: v for k, v in (key.get("params") or {}).items() if k not in BOOKKEEPING_SECTIONS}
     train = params.get("train") or {}
     if train:
         params["train"] = trajectory(train)
-        key = {**key, "params": params}
+    key = {**key, "params": params} if "params" in key else key
     if train.get("init_from"):
         sources = [*sources, Path(train["init_from"])]
     return Path(runtime["state_dir"]) / stage / state_key({"stage": stage, **key, "inputs": fingerprint(sources)})
