@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.io import write_json
-from radiodiff.evaluate.sampling import default_device
+from radiodiff.evaluate.sampling import default_device, sampling_precision
 from radiodiff.evaluate.windows import model_shape, predict_windows
 from radiodiff.models.pipelines import load_pipeline, metres_per_pixel
 from radiodiff.models.radiodiff import RadioDiffPipeline
@@ -218,6 +218,7 @@ def run(params: dict, models: list, out) -> dict:
     """The ``benchmark`` stage: time every trained model folder of ``models`` into ``out`` (JSON)."""
     b = params["benchmark"]
     window = {k: params["sample"]["window"][k] for k in ("mode", "overlap", "batch_size")}
+    precision = params["sample"]["precision"]
     device = default_device()
     result: dict = {
         "device": str(device),
@@ -231,6 +232,9 @@ def run(params: dict, models: list, out) -> dict:
         result["device_peak_flops_bfloat16"] = measured_peak(device, torch.bfloat16)
     result.update(models={}, physics={})
     peak = result["device_peak_flops"]["flop_per_s"]
+    # sampling's fraction of peak: against the bf16 peak when it samples in bf16 (and one was measured)
+    result["sample_precision"] = precision
+    sample_peak = result.get("device_peak_flops_bfloat16", {}).get("flop_per_s", peak) if precision == "bf16" else peak
     for model_dir in models:
         pipe = load_pipeline(model_dir).to(device).eval()
         kind = "radiodiff" if isinstance(pipe, RadioDiffPipeline) else "radiounet"
@@ -238,15 +242,16 @@ def run(params: dict, models: list, out) -> dict:
         entry = {"model": str(model_dir), "image_size": pipe.meta["image_size"]}
         train = time_training(pipe, b["train_batch_size"], b["train_steps"], b["warmup_steps"], device)
         entry["train"] = {**train, **throughput(train["flops_per_step"], train["ms_per_step"] / 1000, peak)}
-        sampling = (b["sample_batch_size"], b["sample_repeats"], device, peak)
-        if kind == "radiodiff":
-            per_n = {str(n): _sampling_entry(pipe, *sampling, n) for n in b["radiodiff_steps"]}
-            entry["sample_ms_per_map"] = {n: ms for n, (ms, _) in per_n.items()}
-            entry["sample_flops"] = {n: flops for n, (_, flops) in per_n.items()}
-        else:
-            entry["sample_ms_per_map"], entry["sample_flops"] = _sampling_entry(pipe, *sampling)
-        size = b["whole_map_px"][pipe.meta["dataset"]]
-        entry["whole_map"] = time_whole_map(pipe, size, window, device, b["sample_repeats"])
+        sampling = (b["sample_batch_size"], b["sample_repeats"], device, sample_peak)
+        with sampling_precision(device, precision):  # sample.precision, as the sample stages
+            if kind == "radiodiff":
+                per_n = {str(n): _sampling_entry(pipe, *sampling, n) for n in b["radiodiff_steps"]}
+                entry["sample_ms_per_map"] = {n: ms for n, (ms, _) in per_n.items()}
+                entry["sample_flops"] = {n: flops for n, (_, flops) in per_n.items()}
+            else:
+                entry["sample_ms_per_map"], entry["sample_flops"] = _sampling_entry(pipe, *sampling)
+            size = b["whole_map_px"][pipe.meta["dataset"]]
+            entry["whole_map"] = time_whole_map(pipe, size, window, device, b["sample_repeats"])
         result["models"][key] = entry
         result["physics"].setdefault(
             pipe.meta["dataset"], time_physics(pipe.meta["dataset"], int(pipe.meta["image_size"]))

@@ -141,7 +141,13 @@ def stage_call(argv: list[str]) -> tuple[str, dict]:
 def cmd_stage(args) -> None:
     t0 = time.time()
     stage, kwargs = args.stage_call(args)
-    summary = run_stage(stage, stage_params(args.params, stage), kwargs)
+    params = stage_params(args.params, stage)
+    if stage.startswith("train_") and params:
+        from radiodiff.train.launch import relaunch
+
+        if relaunch(stage, params, args.argv):  # runtime.num_processes > 1: accelerate launch
+            return
+    summary = run_stage(stage, params, kwargs)
     print(json.dumps({**summary, "seconds": round(time.time() - t0, 2)}, default=str))
 
 
@@ -379,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line itself (a training stage may relaunch it, radiodiff.train.launch)
     try:
         args.func(args)
     except RadiodiffError as e:

@@ -83,3 +83,40 @@ def test_outside_a_checkout_the_schema_defaults_are_used(tmp_path, tiny_radiomap
         check=False,
     )
     assert p.returncode == 1 and "mine.yaml: file not found" in p.stderr, "a named file must exist"
+
+
+def test_num_processes_launches_the_same_command_under_accelerate(tmp_path, tiny_radiomapseer, monkeypatch):
+    """``runtime.num_processes: 2``: `radiodiff train ...` runs itself under `accelerate launch`
+    with 2 processes (gloo on this CPU); the global batch is split, so the weights are those of
+    one process (GroupNorm: BatchNorm statistics are per process). Bad settings fail before launching."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.train import launch
+    from radiodiff.train.launch import check_launch, launch_command
+
+    params = yaml.safe_load((REPO / "params/ci.yaml").read_text())
+    section = params["train_radiounet_radiomapseer"]
+    section["model"]["norm"] = "group"
+    outs = {}
+    for n in (1, 2):
+        params["runtime"] |= {"num_processes": n, "state_dir": str(tmp_path / f"state{n}")}
+        (tmp_path / f"p{n}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        cmd = ["radiodiff", "train", "radiounet", "radiomapseer", "--root", str(tiny_radiomapseer)]
+        p = run([*cmd, "--out", f"out{n}", "--params", f"p{n}.yaml"], tmp_path)
+        assert ("accelerate.commands.launch" in p.stderr) == (n == 2)
+        metrics = json.loads((tmp_path / f"out{n}" / "metrics.json").read_text())
+        assert metrics["steps"] == section["train"]["max_steps"]
+        outs[n] = load_file(str(tmp_path / f"out{n}" / "model" / "net" / "model.safetensors"))
+    for k, v in outs[1].items():
+        assert torch.allclose(v, outs[2][k], atol=1e-5), k
+    assert launch_command(["train", "vae", "radio"], 4, 1234)[-5:] == ["-m", "radiodiff.cli", "train", "vae", "radio"]
+    cmd = launch_command(["x"], 4, 1234)
+    assert cmd[cmd.index("--num_processes") + 1] == "4" and cmd[cmd.index("--main_process_port") + 1] == "1234"
+    with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.train\.batch_size 4 .* over 3 processes"):
+        check_launch("train_radiounet_radiomapseer", params, 3)
+    monkeypatch.setattr(launch, "devices", lambda: (1, "CUDA GPU(s)"))
+    with pytest.raises(ParamsError, match=r"runtime\.num_processes 2 exceeds the 1 CUDA GPU\(s\) of this machine"):
+        check_launch("train_radiounet_radiomapseer", params, 2)

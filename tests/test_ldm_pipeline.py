@@ -121,6 +121,26 @@ def test_ldm_writes_sample_previews_the_report_shows(trained, tmp_path):
         previews_section(doc, trained["dir"] / "ldm", "RadioDiff LDM")
 
 
+def test_bf16_sampling_is_an_option(trained):
+    """``sample.precision: bf16``: the networks run under bf16 autocast (on this CPU too); the maps
+    stay on [0, 1] and near the fp32 ones; an unknown precision is refused naming the key."""
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.evaluate.sampling import predict_batches
+
+    pipe = load_pipeline(trained["dir"] / "ldm/model")
+    items = RadioMapSeerSplits(trained["root"], DATA).items("test", pipe.meta)
+    cpu = torch.device("cpu")
+    maps = {
+        p: torch.cat([raw for _, _, raw in predict_batches(pipe, items, 2, 0, 4, cpu, precision=p)])
+        for p in ("fp32", "bf16")
+    }
+    assert maps["bf16"].dtype == torch.float32 and 0 <= maps["bf16"].min() and maps["bf16"].max() <= 1
+    diff = (maps["bf16"] - maps["fp32"]).abs()
+    assert 0 < diff.max() and diff.mean() < 0.05, (diff.max(), diff.mean())
+    with pytest.raises(ParamsError, match="sample.precision: expected one of fp32, bf16"):
+        next(predict_batches(pipe, items, 2, 0, 4, cpu, precision="fp16"))
+
+
 def test_validation_and_test_sampling_are_one_sampler(trained):
     """Training's validation samples with the exported pipeline's sampler: for the same weights and
     seed it gives the maps the sample stage gives, and metrics.json is reproduced from the folder."""
@@ -267,7 +287,7 @@ def test_benchmark_counts_flops_beside_its_timings(trained, tmp_path):
     params = {
         "benchmark": {"train_steps": 1, "warmup_steps": 0, "train_batch_size": 2, "sample_batch_size": 2,
                       "sample_repeats": 1, "radiodiff_steps": [1, 2], "whole_map_px": {"radiomapseer": [32, 32]}},
-        "sample": {"window": {"mode": "joint", "overlap": 0.25, "batch_size": 2}},
+        "sample": {"window": {"mode": "joint", "overlap": 0.25, "batch_size": 2}, "precision": "fp32"},
     }  # fmt: skip
     out = tmp_path / "benchmark.json"
     benchmark.run(params, [trained["dir"] / "ldm/model", trained["dir"] / "radiounet/model"], out)
@@ -420,7 +440,10 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
     from radiodiff.evaluate import sampling, scoring
     from radiodiff.metrics import MetricAccumulator, zero_buildings
 
-    params = {**trained["params"], "sample": {"steps": 2, "seed": 0, "batch_size": 1, "use_ema": True}}
+    params = {
+        **trained["params"],
+        "sample": {"steps": 2, "seed": 0, "batch_size": 1, "use_ema": True, "precision": "fp32"},
+    }
     d, root = trained["dir"], str(trained["root"])
     sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
     scoring.run(params, "radiomapseer", tmp_path / "samples", tmp_path / "eval", root=root)
@@ -464,7 +487,10 @@ def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
         ema, raw = load_pipeline(model), load_pipeline(model, ema=False)
         ema_w, raw_w = getattr(ema, net).state_dict(), getattr(raw, net).state_dict()
         assert ema_w.keys() == raw_w.keys() and any(not torch.equal(ema_w[k], raw_w[k]) for k in ema_w)
-    params = {**trained["params"], "sample": {"steps": 2, "seed": 0, "batch_size": 2, "use_ema": False}}
+    params = {
+        **trained["params"],
+        "sample": {"steps": 2, "seed": 0, "batch_size": 2, "use_ema": False, "precision": "fp32"},
+    }
     root = str(trained["root"])
     sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "raw", root=root)
     methods = json.loads((tmp_path / "raw/sampling.json").read_text())["methods"]

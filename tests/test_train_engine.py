@@ -506,33 +506,24 @@ DDP_DRIVER = textwrap.dedent(
 )
 
 
-def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
+def test_two_processes_split_the_global_batch_and_resume_exactly(tmp_path):
     """Two processes on CPU (torchrun, gloo; `accelerate launch --multi_gpu` does the same on GPUs):
-    each takes every other batch of the one global order and gradients are averaged, so
-    2 processes x batch 4 end where 1 process x batch 8 does."""
+    batch_size is the global batch, each process takes its half of every batch of the one global
+    order and gradients are averaged, so 2 processes end where 1 process does; killed at step 6
+    and resumed, the 2 processes end with the very weights of an uninterrupted 2-process run."""
     launcher = Path(sys.executable).parent / "torchrun"
     if not launcher.is_file():
         pytest.skip("torchrun is not installed")
     driver = tmp_path / "ddp_driver.py"
     driver.write_text(DDP_DRIVER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
-        [
-            str(launcher),
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
-            str(driver),
-            str(tmp_path / "two"),
-            "4",
-            str(REPO),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {k: v for k, v in os.environ.items() if k != engine.KILL_ENV} | {"OMP_NUM_THREADS": "1"}
+
+    def two_processes(out: str, port: int, kill_at: int | None = None) -> subprocess.CompletedProcess:
+        cmd = [str(launcher), "--nproc_per_node", "2", "--master_port", str(port), str(driver), str(tmp_path / out)]
+        run_env = env | ({engine.KILL_ENV: str(kill_at)} if kill_at else {})
+        return subprocess.run([*cmd, "8", str(REPO)], env=run_env, capture_output=True, text=True, timeout=300)
+
+    two = two_processes("two", 29533)
     assert two.returncode == 0, two.stderr[-3000:]
     ranks = {p.name: p.read_text() for p in (tmp_path / "two").glob("summary-*.txt")}
     assert ranks == {"summary-0.txt": "2 True", "summary-1.txt": "2 False"}
@@ -552,3 +543,15 @@ def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
     ckpt = latest_checkpoint(tmp_path / "two" / "state")
     assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
     assert json.loads((ckpt / COMPLETE_MARKER).read_text())["processes"] == 2
+
+    killed = two_processes("resumed", 29534, kill_at=6)
+    assert killed.returncode != 0 and latest_checkpoint(tmp_path / "resumed" / "state").name == "checkpoint-00000004"
+    resumed = two_processes("resumed", 29535)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_weights(exported(tmp_path / "resumed"), exported(tmp_path / "two"))  # max |Δθ| == 0
+    assert [int(r["step"]) for r in read_csv(tmp_path / "resumed" / "log.csv")] == list(range(1, 13))
+
+
+def test_a_global_batch_that_does_not_split_is_refused(tmp_path):
+    with pytest.raises(ParamsError, match=r"batch_size 6 is the global batch and does not split over 4 processes"):
+        engine.check_batch_split(6, 4)

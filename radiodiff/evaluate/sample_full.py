@@ -25,7 +25,7 @@ from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_dir, read_png, write_json, write_png
 from radiodiff.core.progress import progress_bar
 from radiodiff.data.icassp import held_out_rows
-from radiodiff.evaluate.sampling import Clock, default_device, timing
+from radiodiff.evaluate.sampling import Clock, default_device, sampling_precision, timing
 from radiodiff.evaluate.whole_maps import icassp_whole
 from radiodiff.evaluate.windows import MODES
 from radiodiff.models.pipelines import load_pipeline, metres_per_pixel
@@ -80,7 +80,7 @@ def run(params: dict, arranged, ldm, radiounet, out, device=None) -> dict:
             (tmp / method).mkdir()
             for i, row in enumerate(rows):
                 image = read_arranged(arranged, row)
-                with clock:
+                with clock, sampling_precision(device, sample["precision"]):
                     unit, _ = icassp_whole(pipe, image, window=settings, steps=steps, generator=generator)
                 write_png(tmp / method / f"{row['name']}.png", unit_to_pl_png(unit))
                 bar(i + 1, len(rows))
@@ -89,6 +89,7 @@ def run(params: dict, arranged, ldm, radiounet, out, device=None) -> dict:
                 **timing(clock.seconds, len(rows), device, steps, sample["seed"], str(model_dir)),
                 **geometry(pipe, window, mode),
                 "weights": "ema" if sample["use_ema"] else "raw",
+                "precision": sample["precision"],
             }
         clock = Clock(torch.device("cpu"))
         (tmp / "physics").mkdir()

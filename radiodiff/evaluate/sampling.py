@@ -13,6 +13,7 @@ split is read, predicted and written batch by batch, so memory does not grow wit
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from radiodiff.core.errors import RadiodiffError
+from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
 from radiodiff.data.items import item_batches, map_splits
 from radiodiff.evaluate.maps import write_maps
@@ -30,6 +31,24 @@ from radiodiff.models.pipelines import load_pipeline
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@contextlib.contextmanager
+def sampling_precision(device: torch.device, precision: str) -> Iterator[None]:
+    """The networks' precision while sampling (``sample.precision``): fp32, or bf16 autocast
+    (matrix products and convolutions in bfloat16; on CUDA GPUs that have it and on CPUs)."""
+    if precision not in PRECISIONS:
+        raise ParamsError(f"sample.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        yield
+        return
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ParamsError("sample.precision: bf16 is not supported by this GPU; use fp32")
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        yield
 
 
 class Clock:
@@ -51,20 +70,28 @@ class Clock:
 
 @torch.no_grad()
 def predict_batches(
-    pipe, items: Dataset, steps: int | None, seed: int, batch_size: int, device, clock: Clock | None = None
+    pipe,
+    items: Dataset,
+    steps: int | None,
+    seed: int,
+    batch_size: int,
+    device,
+    clock: Clock | None = None,
+    precision: str = "fp32",
 ) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
     """(batch, maps on [0, 1] with building pixels 0 for RadioMapSeer, the raw maps as the model
     gave them) for the items in order.
 
     One generator seeded with ``seed`` drives the whole run in a fixed batch order, so the
     samples are deterministic for a seed on a given device. ``steps``: RadioDiff's sampler steps
-    (None = the model's own default). ``clock`` adds the model's time (reading excluded).
+    (None = the model's own default). ``clock`` adds the model's time (reading excluded);
+    ``precision``: :func:`sampling_precision`.
     """
     pipe = pipe.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     clock = clock or Clock(device)
     for batch in item_batches(items, batch_size):
-        with clock:
+        with clock, sampling_precision(device, precision):
             raw = pipe(batch["condition"].to(device), steps=steps, generator=generator).float().cpu()
         yield batch, (zero_buildings(raw, batch["buildings"]) if "buildings" in batch else raw), raw
 
@@ -140,7 +167,9 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
             steps = sample["steps"] if method == "radiodiff" else None
             clock = Clock(device)
             floats = FloatMaps(tmp / "float", method, len(items), splits.image_size) if keep_float else None
-            batches = predict_batches(pipe, items, steps, sample["seed"], sample["batch_size"], device, clock)
+            batches = predict_batches(
+                pipe, items, steps, sample["seed"], sample["batch_size"], device, clock, sample["precision"]
+            )
             for batch, pred, raw in batches:
                 write_maps(tmp / method, batch["name"], pred, dataset, batch.get("valid"))
                 if floats:
@@ -150,6 +179,7 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
             steps = pipe.meta["sampling_steps"] if method == "radiodiff" and steps is None else steps
             methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
             methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
+            methods[method]["precision"] = sample["precision"]
         items = splits.items("test")
         exponent = splits.physics_exponent() if dataset == "radiomapseer" else None
         clock = Clock(torch.device("cpu"))

@@ -31,7 +31,7 @@ MODEL_KINDS = ("ldm", "radiounet")
 FULL_SAMPLES = "results/samples/icassp_full"
 FULL_EVALUATE = "results/evaluate/icassp_full"
 # what the test-split sample stages read of `sample` (its `window` is the whole-building stage's)
-SAMPLE_KEYS = ("sample.steps", "sample.seed", "sample.batch_size", "sample.use_ema")
+SAMPLE_KEYS = ("sample.steps", "sample.seed", "sample.batch_size", "sample.use_ema", "sample.precision")
 # How each engine hands a job its values (the one difference between their commands): DVC the
 # params file it tracks; Snakemake the config it resolved (params.yaml + --config, --configfile,
 # profiles), written to this file when the workflow is parsed.
@@ -267,7 +267,7 @@ def _table() -> list[Stage]:
             "radiodiff.evaluate.sample_full",
             f"radiodiff sample icassp_full --arranged {ARRANGED} --ldm {models[0]} --radiounet {models[1]} "
             f"--out {FULL_SAMPLES}",
-            ("sample.steps", "sample.seed", "sample.use_ema", "sample.window"),
+            ("sample.steps", "sample.seed", "sample.use_ema", "sample.precision", "sample.window"),
             (ARRANGED, *models),
             (Output(FULL_SAMPLES),),
             accelerator=True,
@@ -292,7 +292,7 @@ def _table() -> list[Stage]:
             "benchmark",
             "radiodiff.benchmark",
             f"radiodiff benchmark --models {' '.join(models)} --out results/benchmark.json",
-            ("benchmark", "sample.window"),
+            ("benchmark", "sample.window", "sample.precision"),
             models,
             (Output("results/benchmark.json", metric=True),),
             accelerator=True,

@@ -149,7 +149,8 @@ def resume(state_dir: Path, accelerator, ema_model: torch.nn.Module, cfg: TrainC
     info = json.loads((ckpt / COMPLETE_MARKER).read_text())
     _check_resumable(ckpt, info, cfg, n_train, accelerator.num_processes)
     accelerator.load_state(str(ckpt))  # weights, optimizers, schedulers, scaler, RNG states
-    state = torch.load(ckpt / ENGINE_STATE, map_location=accelerator.device, weights_only=True)
+    # on the CPU first: a multi-CPU run's device is "cpu:0", which torch.load cannot map to
+    state = torch.load(ckpt / ENGINE_STATE, map_location="cpu", weights_only=True)
     ema_model.load_state_dict(state["ema"])
     return Counters(state["step"], state["skipped_nonfinite"], state["in_a_row"])
 

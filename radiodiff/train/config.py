@@ -39,7 +39,7 @@ class TrainConfig:
     # The steps the LR schedule decays over (None: max_steps). Fixing it apart from max_steps
     # lets a run be stopped at N and extended to 2N on the same trajectory.
     lr_horizon: int | None
-    batch_size: int  # samples per micro-batch; one global step uses batch_size * grad_accum samples
+    batch_size: int  # the global micro-batch (split over the processes); a global step uses batch_size * grad_accum
     grad_accum: int
     lr: float
     # LR multiplier max((1 - step/horizon) ** lr_power, min_lr): RadioDiff's power decay. The

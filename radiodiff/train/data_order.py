@@ -2,7 +2,7 @@
 
 A fresh ``torch.Generator`` per epoch shuffles the indices and the last partial batch is dropped;
 a resumed run rebuilds the epoch's order and starts at the first micro-batch not yet consumed.
-With several processes, process ``rank`` takes every ``world``-th batch of the one global order.
+With several processes, process ``rank`` takes its share of every batch of the one global order.
 Items draw no randomness of their own (a flip/rotation is part of the item's index, see
 :mod:`radiodiff.data.items`), so DataLoader workers (``runtime.num_workers``) change nothing.
 """
@@ -26,11 +26,16 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 class ResumableBatchSampler:
     """Endless batches of indices: epoch after epoch of ``epoch_permutation``, from micro-batch ``start``.
 
-    The training loop never reaches an epoch end, so Accelerate's accumulation counter is never
-    reset by one, and the position to resume from is just the number of micro-batches consumed.
+    ``batch_size`` is the global micro-batch: with ``world`` processes, process ``rank`` takes
+    its ``rank``-th share of each (Accelerate's ``split_batches``), so N processes see the samples
+    one process would. The training loop never reaches an epoch end, so Accelerate's
+    accumulation counter is never reset by one, and the position to resume from is just the
+    number of micro-batches consumed.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"global batch {batch_size} does not split over {world} processes")
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
         self.rank, self.world = rank, world
         self.per_epoch = n // batch_size
@@ -38,12 +43,13 @@ class ResumableBatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         micro = self.start
         epoch, order = -1, None
+        share = self.batch_size // self.world
         while True:
-            # process `rank` of `world` takes every world-th batch of the one global order
-            e, b = divmod(micro * self.world + self.rank, self.per_epoch)
+            e, b = divmod(micro, self.per_epoch)
             if e != epoch:
                 epoch, order = e, epoch_permutation(self.n, self.seed, e)
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            first = b * self.batch_size + self.rank * share
+            yield order[first : first + share].tolist()
             micro += 1
 
 

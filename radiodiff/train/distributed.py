@@ -1,11 +1,13 @@
 """Accelerate's setup, and synchronous data parallelism over several processes.
 
-Several processes (``accelerate launch --num_processes N`` or ``torchrun``; one GPU each): each
-process takes every N-th batch of the same global order (``batch_size`` is per process, so a
-step sees N·batch_size samples); gradients are averaged over the processes with ``all_reduce``
-before clipping and the step, and a non-finite loss on any process skips the step on all, so the
-weights stay identical everywhere. The modules are not wrapped in DDP (the task computes its
-loss with its own module references, which DDP's forward hooks would miss). Only the main
+Several processes (``runtime.num_processes``, :mod:`radiodiff.train.launch`; or by hand,
+``accelerate launch --num_processes N`` or ``torchrun``; one GPU each): ``batch_size`` is the
+global batch, and each process takes its 1/N share of every batch of the one global order
+(Accelerate's ``split_batches``), so N processes see what one would; gradients are averaged over
+the processes with ``all_reduce`` before clipping and the step, and a non-finite loss on any
+process skips the step on all, so the weights stay identical everywhere. BatchNorm statistics
+stay per process (no SyncBatchNorm). The modules are not wrapped in DDP (the task computes
+its loss with its own module references, which DDP's forward hooks would miss). Only the main
 process evaluates, logs, exports and writes the engine's part of a checkpoint; every process
 saves its own RNG state into it, so resume is exact for the same number of processes.
 """

@@ -156,9 +156,15 @@ def _optimization(cfg: TrainConfig, accelerator, groups, modules) -> _Optimizati
 def _check_data(n_train: int, cfg: TrainConfig, world: int) -> None:
     if n_train < cfg.batch_size:
         raise ParamsError(f"train config: batch_size {cfg.batch_size} exceeds the {n_train} training samples")
-    if world > 1 and n_train < cfg.batch_size * world:
+    check_batch_split(cfg.batch_size, world)
+
+
+def check_batch_split(batch_size: int, world: int, key: str = "train config: batch_size") -> None:
+    """``batch_size`` is the global batch: it must split evenly over the ``world`` processes."""
+    if batch_size % world:
         raise ParamsError(
-            f"train config: {world} processes x batch_size {cfg.batch_size} exceed the {n_train} training samples"
+            f"{key} {batch_size} is the global batch and does not split over {world} processes; "
+            f"use a multiple of {world} or another runtime.num_processes"
         )
 
 

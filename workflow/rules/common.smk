@@ -79,6 +79,15 @@ def declared_params(stage):
     }
 
 
+def stage_gpus(stage):
+    """GPUs a job holds: a training stage one per process (`runtime.num_processes`, which
+    relaunches it under `accelerate launch`), sampling and the benchmark one, the rest none.
+    """
+    if not STAGES[stage].accelerator:
+        return 0
+    return int(config["runtime"]["num_processes"]) if stage.startswith("train_") else 1
+
+
 def stage_inputs(stage):
     """Data inputs (dataset roots resolved from the config) and the library files the stage runs."""
     s = STAGES[stage]
