@@ -366,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_scale)
 
-    p = sub.add_parser("recipes", help="write the recipe presets (and paper_smoke) from params/paper_jul2025.yaml (--check: if stale)")
+    p = sub.add_parser(
+        "recipes", help="write the recipe presets (and paper_smoke) from params/paper_jul2025.yaml (--check: if stale)"
+    )
     p.add_argument("--check", action="store_true", help="only check that the presets are up to date")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_recipes)

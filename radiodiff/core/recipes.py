@@ -233,8 +233,7 @@ SMOKE_ROWS = (
     Row(
         "Every model trains 2 steps at batch 1, no accumulation",
         {"train_*.train.max_steps": 2, "train_*.train.batch_size": 1, "train_*.train.grad_accum": 1},
-        "a smoke run: each training stage builds, steps, saves, validates and exports its paper network "
-        "(one item to train on; a VAE step at 256 x 256 costs about 2.3 TFLOP per item)",
+        "a smoke run: each training stage builds, steps, saves, validates and exports its paper network",
     ),
     Row(
         "Saves, validation and logs within the 2 steps; no milestone exports",
@@ -410,4 +409,4 @@ def markdown_table(name: str) -> str:
 
 
 def _yaml_value(v: Any) -> str:
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False).strip().removesuffix("...").strip()
