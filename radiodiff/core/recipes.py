@@ -204,7 +204,7 @@ RECIPES["enhanced"] = (*RECIPES[PRIMARY], *ENHANCED_FIXES)
 # paper_smoke = the primary recipe, then these rows. The rule: every network, resolution and crop
 # of paper_jul2025 is kept (no row may set a `model` section, an image size or the crop size:
 # ``SMOKE_FIXED``, checked when the preset is written); the rows shrink only how much data there
-# is, how long each model trains (2 steps, batch 1-2, no accumulation, every save/eval/log within
+# is, how long each model trains (2 steps at batch 1, no accumulation, every save/eval/log within
 # them), how many sampler steps and maps are timed and sampled, and switch LPIPS off (its ImageNet
 # VGG weights cannot be downloaded here). The third column says why.
 SMOKE_FIXED = ("data.radiomapseer.image_size", "crop_icassp.size_px", "synthesize_radiomapseer.size_px")
