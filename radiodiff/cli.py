@@ -368,11 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (index.html, report.md, figures/)")
 
     p = sub.add_parser("scale", help="write params/NAME.yaml into params.yaml; without NAME, list the presets")
-    p.add_argument("name", nargs="?", help="quick, ci, paper, paper_jul2025, paper_dec2024, enhanced")
+    p.add_argument("name", nargs="?", help="quick, ci, paper, paper_jul2025, paper_dec2024, enhanced, paper_smoke")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_scale)
 
-    p = sub.add_parser("recipes", help="write the recipe presets from params/paper_jul2025.yaml (--check: if stale)")
+    p = sub.add_parser(
+        "recipes", help="write the recipe presets (and paper_smoke) from params/paper_jul2025.yaml (--check: if stale)"
+    )
     p.add_argument("--check", action="store_true", help="only check that the presets are up to date")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_recipes)

@@ -13,7 +13,7 @@ from radiodiff.pipeline.stages import STAGES
 from tests.conftest import REPO, run
 
 
-@pytest.mark.parametrize("scale", ["quick", "paper", "ci", "paper_jul2025", "paper_dec2024", "enhanced"])
+@pytest.mark.parametrize("scale", ["quick", "paper", "ci", "paper_jul2025", "paper_dec2024", "enhanced", "paper_smoke"])
 def test_presets_are_complete_and_valid(scale):
     p = load_params(REPO / "params" / f"{scale}.yaml")
     assert p["scale"] == scale

@@ -13,10 +13,13 @@ between the recipes; everything else (data sizes, the RadioUNet baseline, bookke
   ``(t+1)/√t`` weights, AFT off, its split).
 - ``enhanced``: ``paper_jul2025`` plus the Enhanced suite's fixes (learned logvar, edge-aware
   RadioMapSeer VAE, clipping before the step, bf16).
+- ``paper_smoke``: not a recipe but a smoke run of one: ``paper_jul2025`` with the rows of
+  :data:`SMOKE_ROWS` (the rule is in its comment), so the whole paper-architecture DAG runs on a CPU.
 
 ``params/paper.yaml`` is ``paper_jul2025`` under the name ``paper``. ``radiodiff recipes``
-writes ``paper.yaml``, ``paper_dec2024.yaml`` and ``enhanced.yaml`` from the primary file and the
-tables (``--check``: fail when one is stale); a test checks every table against its preset.
+writes ``paper.yaml``, ``paper_dec2024.yaml``, ``enhanced.yaml`` and ``paper_smoke.yaml`` from the
+primary file and the tables (``--check``: fail when one is stale); a test checks every table
+against its preset.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import yaml
 from radiodiff.core.errors import ParamsError
 
 PRIMARY = "paper_jul2025"
-GENERATED = {"paper": PRIMARY, "paper_dec2024": PRIMARY, "enhanced": PRIMARY}  # preset: generated from
+SMOKE = "paper_smoke"
+GENERATED = {"paper": PRIMARY, "paper_dec2024": PRIMARY, "enhanced": PRIMARY, SMOKE: PRIMARY}  # preset: generated from
 
 DEC = "RadioDiff Dec-2024"
 JUL = "RadioDiff Jul-2025"
@@ -197,6 +201,86 @@ ENHANCED_FIXES = (
 # enhanced = the primary recipe, then its fixes (a later row overrides an earlier one)
 RECIPES["enhanced"] = (*RECIPES[PRIMARY], *ENHANCED_FIXES)
 
+# paper_smoke = the primary recipe, then these rows. The rule: every network, resolution and crop
+# of paper_jul2025 is kept (no row may set a `model` section, an image size or the crop size:
+# ``SMOKE_FIXED``, checked when the preset is written); the rows shrink only how much data there
+# is, how long each model trains (2 steps at batch 1, no accumulation, every save/eval/log within
+# them), how many sampler steps and maps are timed and sampled, and switch LPIPS off (its ImageNet
+# VGG weights cannot be downloaded here). The third column says why.
+SMOKE_FIXED = ("data.radiomapseer.image_size", "crop_icassp.size_px", "synthesize_radiomapseer.size_px")
+SMOKE_ROWS = (
+    Row(
+        "RadioMapSeer: 3 maps of 1 Tx, the ratio split (1 item each to train, validate, test)",
+        {
+            "synthesize_radiomapseer.maps": 3,
+            "synthesize_radiomapseer.tx_per_map": 1,
+            "data.radiomapseer.split": {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 42},
+        },
+        "the published split lists maps 1-700; the ratio split of 3 maps gives each split one map",
+    ),
+    Row(
+        "ICASSP: 3 one-window buildings, Task 1 (Ant1, f1), 1 Tx position (1 item each to train, validate, test)",
+        {
+            "synthesize_icassp.buildings": 3,
+            "synthesize_icassp.width_px": [256, 256],
+            "synthesize_icassp.height_px": [256, 256],
+            "synthesize_icassp.positions_per_antenna": 1,
+            "data.icassp.task": "Task_1_ICASSP",
+        },
+        "the fewest the synthesizer writes (it always draws 5 antennas x 3 bands; Task 1 reads one of them) "
+        "and the ratio split cuts (1 building each); a 256-px building is one crop and one whole-building window",
+    ),
+    Row(
+        "Every model trains 2 steps at batch 1, no accumulation",
+        {"train_*.train.max_steps": 2, "train_*.train.batch_size": 1, "train_*.train.grad_accum": 1},
+        "a smoke run: each training stage builds, steps, saves, validates and exports its paper network",
+    ),
+    Row(
+        "Saves, validation and logs within the 2 steps; no milestone exports",
+        {
+            "train_*.train.save_every": 2,
+            "train_*.train.eval_every": 2,
+            "train_*.train.log_every": 1,
+            "train_*.train.export_every": None,
+        },
+        "so the 2 steps exercise resumable states, validation and the logs",
+    ),
+    Row(
+        "LPIPS off",
+        {"train_vae_*.loss.perceptual_weight": 0.0},
+        "LPIPS needs torchvision's ImageNet VGG-16 weights, which cannot be downloaded here; "
+        "at weight 0 they are never loaded",
+    ),
+    Row(
+        "One sampler step (validation, test split, whole buildings), one map per batch",
+        {
+            "train_ldm_*.diffusion.sampling_steps": 1,
+            "sample.steps": 1,
+            "sample.batch_size": 1,
+            "sample.window.batch_size": 1,
+        },
+        "each RadioDiff map costs N + 1 U-Net calls and a VAE decoding",
+    ),
+    Row(
+        "Benchmark: 1 timed step at batch 1, no warm-up, 1 sampling repeat at 1 step",
+        {
+            "benchmark.train_steps": 1,
+            "benchmark.warmup_steps": 0,
+            "benchmark.train_batch_size": 1,
+            "benchmark.sample_batch_size": 1,
+            "benchmark.sample_repeats": 1,
+            "benchmark.radiodiff_steps": [1],
+        },
+        "it times the paper networks once; whole maps stay 256 x 256 (one window)",
+    ),
+    Row(
+        "Training data loaded in the training process",
+        {"runtime.num_workers": 0},
+        "runtime (re-runs nothing): 8 loader workers would only cost memory on a 2-core CPU",
+    ),
+)
+RECIPES[SMOKE] = (*RECIPES[PRIMARY], *SMOKE_ROWS)
+
 
 def _paths(params: dict, dotted: str) -> list[list[str]]:
     """The concrete key paths of ``dotted`` in ``params`` (``*`` in the first part matches stages)."""
@@ -250,6 +334,7 @@ DESCRIPTIONS = {
     "paper": "RadioDiff's published recipe: paper_jul2025 (the primary recipe) under the name paper",
     "paper_dec2024": "RadioDiff's Dec-2024 release (configs/radio_train.yaml: 66 x 8, Dec-2024 weights, AFT off)",
     "enhanced": "paper_jul2025 plus the Enhanced suite's fixes (learned logvar, edge-aware VAE, clipping, bf16)",
+    SMOKE: "paper_jul2025's networks at 256 x 256, a few maps, 2 steps per model, LPIPS off: the paper DAG on a CPU",
 }
 HEADER = (
     "# {name}: {description}.\n"
@@ -258,8 +343,19 @@ HEADER = (
 )
 
 
+def check_smoke_rows(rows=SMOKE_ROWS) -> None:
+    """:class:`ParamsError` when a smoke row would change an architecture: a key in a ``model``
+    section, or one of :data:`SMOKE_FIXED` (image size, crop size, map size)."""
+    for row in rows:
+        for dotted in row.params:
+            if "model" in dotted.split(".")[1:] or dotted in SMOKE_FIXED:
+                raise ParamsError(f"recipe {SMOKE}: row {row.item!r} sets {dotted}, which the smoke run keeps")
+
+
 def preset_text(name: str, presets_dir: Path) -> str:
     """The text of generated preset ``name`` from the primary file and the tables."""
+    if name == SMOKE:
+        check_smoke_rows()
     primary = presets_dir / f"{GENERATED[name]}.yaml"
     text = primary.read_text()
     if name == "paper":
@@ -300,13 +396,17 @@ def write_presets(presets_dir: Path, check: bool = False) -> list[str]:
 
 def markdown_table(name: str) -> str:
     """The table of recipe ``name``: item, radiodiff params and values, source file and value
-    (``enhanced``: its fixes over ``paper_jul2025``)."""
-    lines = ["| recipe item | radiodiff | source and value |", "|---|---|---|"]
-    for row in ENHANCED_FIXES if name == "enhanced" else RECIPES[name]:
+    (``enhanced``: its fixes over ``paper_jul2025``; ``paper_smoke``: its rows, and why)."""
+    if name == SMOKE:
+        lines, rows = ["| smoke item | radiodiff | why |", "|---|---|---|"], SMOKE_ROWS
+    else:
+        lines = ["| recipe item | radiodiff | source and value |", "|---|---|---|"]
+        rows = ENHANCED_FIXES if name == "enhanced" else RECIPES[name]
+    for row in rows:
         values = ", ".join(f"`{k}: {_yaml_value(v)}`" for k, v in row.params.items())
         lines.append(f"| {row.item} | {values} | {row.source} |")
     return "\n".join(lines)
 
 
 def _yaml_value(v: Any) -> str:
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False).strip().removesuffix("...").strip()
