@@ -412,12 +412,14 @@ def train(
                 bar.set_postfix(
                     {k: f"{v:.4g}" for k, v in result.terms.items() if k.startswith("loss/")}, refresh=False
                 )
+            # previews and milestones before the state: a kill between them and the save is
+            # resumed from an earlier state, which redraws the preview (the exact same export)
             if preview_every and main and (step % preview_every == 0 or is_last):
-                preview(step)  # before the state: a kill between the two redraws it on resume
-            if step % cfg.save_every == 0 or is_last:
-                saver.save(counters)
+                preview(step)
             if cfg.export_every and step % cfg.export_every == 0 and main:
                 export_milestone(task, ema.model, accelerator.unwrap_model(task.model), state_dir, step)
+            if step % cfg.save_every == 0 or is_last:
+                saver.save(counters)
             if step == kill_at:  # test hook (see the module docstring)
                 bar.close()
                 log.flush()
