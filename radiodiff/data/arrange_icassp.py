@@ -30,7 +30,7 @@ from radiodiff.data.icassp import (
     output_path,
     pattern_path,
     positions_path,
-    read_positions,
+    tx_position,
     write_metadata,
 )
 from radiodiff.physics.antenna import fspl_pattern_db, read_pattern
@@ -84,14 +84,9 @@ class RawSamples:
         and carrier frequency; a missing row, a Tx outside the map, an unknown antenna or band is
         a DataError naming the file."""
         height, width = rgb.shape[:2]
-        pos_path = positions_path(self.root, sid.building, sid.antenna, sid.band)
-        if pos_path not in self.positions:
-            self.positions[pos_path] = read_positions(pos_path)
-        table = self.positions[pos_path]
-        if sid.sample >= len(table):
-            raise DataError(f"{pos_path}: no row for sample S{sid.sample} ({len(table)} rows)")
-        x, y, azimuth = table[sid.sample]
+        x, y, azimuth = tx_position(self.positions, self.root, sid)
         if not (0 <= round(x) < width and 0 <= round(y) < height):
+            pos_path = positions_path(self.root, sid.building, sid.antenna, sid.band)
             raise DataError(
                 f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
             )

@@ -114,6 +114,19 @@ def _numeric_table(path: Path, rows: list[list[str]], columns: list[int]) -> np.
     return out
 
 
+def tx_position(cache: dict[Path, np.ndarray], root, sid) -> tuple[float, float, float]:
+    """(X, Y, azimuth) of sample ``sid`` from its positions CSV under ``root``, each file read
+    once into ``cache``; a missing row is a DataError naming the file."""
+    path = positions_path(root, sid.building, sid.antenna, sid.band)
+    if path not in cache:
+        cache[path] = read_positions(path)
+    table = cache[path]
+    if sid.sample >= len(table):
+        raise DataError(f"{path}: no row for sample S{sid.sample} ({len(table)} rows)")
+    x, y, azimuth = table[sid.sample]
+    return float(x), float(y), float(azimuth)
+
+
 def read_positions(path: str | os.PathLike) -> np.ndarray:
     """Tx positions as an (n, 3) array of X (column), Y (row), Azimuth (degrees); row s ↔ S{s}.
 
@@ -251,13 +264,7 @@ class ICASSPDataset(Dataset):
 
     def tx_rc(self, sid: SampleId) -> tuple[int, int]:
         """Tx (row, col) of a sample from its positions CSV (cached per file)."""
-        path = positions_path(self.root, sid.building, sid.antenna, sid.band)
-        if path not in self._positions:
-            self._positions[path] = read_positions(path)
-        table = self._positions[path]
-        if sid.sample >= len(table):
-            raise DataError(f"{path}: no row for sample S{sid.sample} ({len(table)} rows)")
-        x, y, _ = table[sid.sample]
+        x, y, _ = tx_position(self._positions, self.root, sid)
         return int(round(y)), int(round(x))
 
     def __getitem__(self, i: int) -> dict:

@@ -321,7 +321,8 @@ def _peak_text(bench: dict) -> str:
     measured = ", ".join(f"{fmt(_giga(p['flop_per_s']))} GFLOP/s in {p['dtype']}" for p in peaks)
     return (
         f" Measured peak: {measured} (the fastest of a few {peaks[0]['n']}×{peaks[0]['n']} matmuls); "
-        "% of peak is of the float32 peak (the benchmark runs in float32). FLOPs count matrix products "
+        "% of peak: training against the float32 peak (it runs in float32), sampling against the peak of "
+        f"its precision ({bench.get('sample_precision', 'fp32')}). FLOPs count matrix products "
         "and convolutions only (2 per multiply-accumulate), so achieved GFLOP/s is a lower bound."
     )
 
