@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
@@ -221,6 +222,18 @@ def building_pixels(buildings: torch.Tensor, min_fraction: float = 1.0) -> torch
     if not 0.0 < min_fraction <= 1.0:
         raise ValueError(f"building_pixels: min_fraction must be in (0, 1], got {min_fraction}")
     return buildings >= (min_fraction - 1e-6)
+
+
+def scope_masks(dataset: str, batch: dict) -> dict[str, torch.Tensor | None]:
+    """The evaluation scopes of a batch of test items, first the headline one (True = scored):
+    RadioMapSeer ``all`` (None: every pixel) and ``outdoor`` (not fully covered by a building);
+    ICASSP ``valid`` (not padded) and ``open`` (valid and off the walls, from the arranged R and G
+    channels of ``condition``)."""
+    if dataset == "radiomapseer":
+        return {"all": None, "outdoor": ~building_pixels(batch["buildings"])}
+    valid = batch["valid"]
+    walls = (batch["condition"][:, :2] > -1.0).any(dim=1, keepdim=True)
+    return {"valid": valid, "open": valid & ~walls}
 
 
 def zero_buildings(pred: torch.Tensor, buildings_mask: torch.Tensor, min_fraction: float = 1.0) -> torch.Tensor:
@@ -412,3 +425,35 @@ def reconstruction_metrics(x: torch.Tensor, recon: torch.Tensor) -> dict[str, to
         "psnr": peak_signal_noise_ratio(r01, x01, data_range=1.0, reduction="none", dim=dims),
         "ssim": structural_similarity_index_measure(r01, x01, data_range=1.0, reduction="none"),
     }
+
+
+def ratio_interval(a: Sequence[float], b: Sequence[float], n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """mean(a) / mean(b) over paired per-image values (two methods on the same test images) and
+    its bootstrap 95 % interval (percentile, images resampled with replacement, seeded):
+    ``{"ratio", "ci95": [low, high], "n_images"}``. Images where either value is nan are dropped;
+    fewer than two left, or mean(b) = 0, gives nan."""
+    from scipy.stats import bootstrap
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"ratio_interval: {x.size} values against {y.size}; they must be paired")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    nan = {"ratio": math.nan, "ci95": [math.nan, math.nan], "n_images": int(x.size)}
+    if x.size < 2 or y.mean() == 0:
+        return nan
+
+    def stat(u, v, axis=-1):
+        return np.mean(u, axis=axis) / np.mean(v, axis=axis)
+
+    res = bootstrap(
+        (x, y),
+        stat,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = res.confidence_interval
+    return {"ratio": float(stat(x, y)), "ci95": [float(low), float(high)], "n_images": int(x.size)}

@@ -354,17 +354,32 @@ def test_dihedral_variants():
     assert torch.equal(items[5]["a"], variants[5]) and items[5]["s"] == 7 and items[5]["name"] == "n"
 
 
-def test_radiomapseer_stages_refuse_augmentation(trained):
-    """Augmentation is a data setting the ICASSP stages honour; the RadioMapSeer ones refuse it
-    (naming the key) rather than ignore it."""
+def test_radiomapseer_augmentation_moves_the_tx_with_the_map(trained):
+    """``augment`` on a RadioMapSeer map stage: 8 variants per sample, the condition, target and
+    buildings flipped/rotated together and the Tx pixel moved with them; the crop policy stays
+    an ICASSP setting (refused, naming the key)."""
     from radiodiff.core.errors import ParamsError
+    from radiodiff.data.items import dihedral, dihedral_point
     from radiodiff.train import radiounet
 
+    for shape in ((5, 7), (6, 6)):  # a marked pixel lands where dihedral_point says, for every variant
+        for v in range(8):
+            x = torch.zeros(shape)
+            x[1, 4] = 1
+            moved = dihedral(x, v)
+            assert moved[tuple(dihedral_point(torch.tensor([1, 4]), v, shape).tolist())] == 1, (shape, v)
+    splits = RadioMapSeerSplits(trained["root"], DATA)
+    plain, _, _ = splits.training_sets({"augment": False}, "k")
+    flipped, _, _ = splits.training_sets({"augment": True}, "k")
+    assert len(flipped) == 8 * len(plain)
+    for v in range(8):
+        item, base = flipped[8 + v], plain[1]
+        assert item["name"] == base["name"] and item["index"] == 8 + v
+        assert torch.equal(item["target"], dihedral(base["target"], v))
+        assert torch.equal(item["condition"], dihedral(base["condition"], v))
+        r, c = item["tx"].tolist()
+        assert item["condition"][1, r, c] == item["condition"][1].max() > 0  # the Tx channel peaks at the Tx
     params = {**trained["params"]}
-    params["train_radiounet_radiomapseer"] = {**params["train_radiounet_radiomapseer"], "data": {"augment": True}}
-    with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.data\.augment"):
-        radiounet.run(params, "radiomapseer", trained["dir"] / "refused", root=str(trained["root"]))
-    assert not (trained["dir"] / "refused").exists()
     data = {"augment": False, "crop_policy": "mixed", "random_share": 0.5}
     params["train_radiounet_radiomapseer"] = {**params["train_radiounet_radiomapseer"], "data": data}
     with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.data\.crop_policy"):
@@ -442,7 +457,7 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
 
     params = {
         **trained["params"],
-        "sample": {"steps": 2, "seed": 0, "batch_size": 1, "use_ema": True, "precision": "fp32"},
+        "sample": {"steps": 2, "seed": 0, "seeds": 3, "batch_size": 1, "use_ema": True, "precision": "fp32"},
     }
     d, root = trained["dir"], str(trained["root"])
     sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
@@ -468,6 +483,17 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
         scopes = {r["scope"] for r in csv.DictReader(f)}
     assert scopes == {"all", "outdoor", "paper"}
     assert "'paper'" in summary["protocol"]["scope"]
+    # sample.seeds: RadioDiff's samples under seeds 1 and 2 too, and the spread of its metrics
+    spread = summary["radiodiff"]["seed_spread"]
+    assert spread["seeds"] == [0, 1, 2] and spread["nmse"]["values"][0] == summary["radiodiff"]["nmse"]
+    seed1 = tmp_path / "samples/radiodiff_seeds/seed-1"
+    assert sorted(p.stem for p in seed1.glob("*.png")) == sorted(items.names)
+    maps1 = torch.stack([torch.from_numpy(read_png(seed1 / f"{n}.png") / 255.0) for n in items.names])[:, None]
+    acc = MetricAccumulator(db_per_unit=99.16)
+    acc.add(maps1, target)
+    assert spread["nmse"]["values"][1] == pytest.approx(acc.summary()["nmse"])
+    assert spread["nmse"]["values"][1] != spread["nmse"]["values"][0]  # other noise, other samples
+    assert spread["nmse"]["min"] <= spread["nmse"]["mean"] <= spread["nmse"]["max"] and spread["nmse"]["std"] > 0
 
 
 def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
@@ -489,7 +515,7 @@ def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
         assert ema_w.keys() == raw_w.keys() and any(not torch.equal(ema_w[k], raw_w[k]) for k in ema_w)
     params = {
         **trained["params"],
-        "sample": {"steps": 2, "seed": 0, "batch_size": 2, "use_ema": False, "precision": "fp32"},
+        "sample": {"steps": 2, "seed": 0, "seeds": 1, "batch_size": 2, "use_ema": False, "precision": "fp32"},
     }
     root = str(trained["root"])
     sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "raw", root=root)

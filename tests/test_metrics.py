@@ -284,3 +284,55 @@ def test_nanmean_of_all_nan_column_is_nan():
     assert math.isnan(s["nmse"]) and math.isnan(s["ssim"])
     assert s["n_undefined"] == {"nmse": 1, "ssim": 1}
     assert not math.isnan(s["rmse"])
+
+
+def test_ratio_interval_of_paired_images():
+    """The ratio of means with a paired bootstrap interval: exact for proportional methods, the
+    interval holding the ratio and narrowing with more images, nan pairs dropped."""
+    import numpy as np
+
+    from radiodiff.metrics import ratio_interval
+
+    b = [0.01, 0.02, 0.05, 0.03]
+    exact = ratio_interval([2 * v for v in b], b)
+    assert exact["ratio"] == pytest.approx(2.0) and exact["ci95"] == pytest.approx([2.0, 2.0])
+    rng = np.random.default_rng(1)
+    small_b, big_b = rng.uniform(0.01, 0.05, 20), rng.uniform(0.01, 0.05, 2000)
+    small = ratio_interval(small_b * rng.uniform(0.5, 1.5, 20), small_b)
+    big = ratio_interval(big_b * rng.uniform(0.5, 1.5, 2000), big_b)
+    for r in (small, big):
+        assert r["ci95"][0] < r["ratio"] < r["ci95"][1]
+    assert big["ci95"][1] - big["ci95"][0] < (small["ci95"][1] - small["ci95"][0]) / 3
+    assert 0.95 < big["ratio"] < 1.05 and big["n_images"] == 2000
+    assert ratio_interval([1.0, math.nan, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0])["n_images"] == 3
+    assert math.isnan(ratio_interval([1.0], [2.0])["ratio"])
+    assert ratio_interval(b, b, seed=3) == ratio_interval(b, b, seed=3)
+    with pytest.raises(ValueError, match="paired"):
+        ratio_interval([1.0, 2.0], [1.0])
+
+
+def test_error_profile_by_distance_and_line_of_sight():
+    """RadioMapSeer's error profile: RMSE in dB pooled over outdoor pixels, by line of sight
+    behind a wall and by distance bin from the Tx (1 m pixels here)."""
+    from radiodiff.evaluate.scoring import DISTANCE_EDGES_M, ErrorProfile
+
+    db = RADIOMAPSEER_DB_PER_UNIT
+    buildings = torch.zeros(1, 1, 24, 24)
+    buildings[0, 0, :, 12] = 1.0  # a wall across the map: columns 13.. are out of sight of the Tx
+    tx = torch.tensor([[12, 1]])
+    target = torch.full((1, 1, 24, 24), 0.5, dtype=torch.float64)
+    truth_error = torch.where(torch.arange(24) > 12, 3.0, 1.0).expand(1, 1, 24, 24)  # dB
+    near = torch.zeros(1, 1, 24, 24, dtype=torch.float64)
+    near[0, 0, 12, 2] = 2.0 / db  # one pixel 1 m from the Tx
+    profile = ErrorProfile(["a", "b"], db, metres_per_pixel=1.0)
+    profile.add(target, {"a": target + truth_error / db, "b": target + near}, buildings, tx)
+    out = profile.result()
+    sight = out["line_of_sight"]
+    assert sight["pixels"] == {"los": 24 * 12, "nlos": 24 * 11}  # the wall column is not scored
+    assert sight["rmse_db"]["a"]["los"] == pytest.approx(1.0) and sight["rmse_db"]["a"]["nlos"] == pytest.approx(3.0)
+    dist = out["distance_m"]
+    assert len(dist["pixels"]) == len(DISTANCE_EDGES_M) - 1 and sum(dist["pixels"]) == 24 * 23
+    assert dist["pixels"][-1] == 0 and dist["rmse_db"]["a"][-1] is None  # nothing beyond 320 m
+    first = dist["pixels"][0]  # pixels within 10 m of the Tx (all in sight)
+    assert dist["rmse_db"]["b"][0] == pytest.approx(math.sqrt(4.0 / first))
+    assert dist["rmse_db"]["b"][1] == pytest.approx(0.0) and dist["rmse_db"]["a"][0] == pytest.approx(1.0)

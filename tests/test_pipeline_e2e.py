@@ -74,6 +74,8 @@ def check_outputs(repo):
         assert metrics["psnr"] > 0 and metrics["latent_shape"][1:] == [8, 8]
         assert (repo / f"results/vae/{name}/model/config.json").is_file()
         assert (repo / f"results/vae/{name}/train_log.csv").read_text().startswith("step")
+        # the path-loss VAEs' ceiling: their test reconstruction, scored as the LDM they feed
+        assert (metrics.get("ceiling_nmse", 0) > 0) == (name in ("radiomapseer", "radio")), name
     for ds in ("radiomapseer", "icassp"):
         summary = json.loads((repo / f"results/evaluate/{ds}/summary.json").read_text())
         assert {"radiodiff", "radiounet", "physics"} <= set(summary)
@@ -82,6 +84,10 @@ def check_outputs(repo):
             assert 0 <= summary[method]["rmse"] <= 1 and summary[method]["ms_per_map"] > 0
             pngs = sorted(p.name for p in (repo / f"results/samples/{ds}/{method}").glob("*.png"))
             assert len(pngs) == summary["protocol"]["maps"] > 0
+        assert summary["radiodiff"]["seed_spread"]["seeds"] == [0, 1]  # ci: sample.seeds 2
+        ratio = summary["ratios"]["radiodiff/radiounet"]["nmse"]  # paired bootstrap over the test images
+        assert ratio["ratio"] == pytest.approx(summary["radiodiff"]["nmse"] / summary["radiounet"]["nmse"])
+        assert ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1]
         if ds == "radiomapseer":
             assert summary["protocol"]["split_rule"].startswith("ratios train 0.8 / val 0.1 / test 0.1")
         rows = (repo / f"results/evaluate/{ds}/per_sample.csv").read_text().splitlines()
@@ -112,6 +118,7 @@ def check_outputs(repo):
         assert f"{name}.png" in figures, name
     md = (report / "report.md").read_text()
     assert all(f"figures/{f}" in md for f in figures), "report.md links every figure"
+    assert md.count("VAE ceiling (reconstruction)") == 2 and md.count("RadioDiff / RadioUNet") >= 2
     assert not list(repo.glob("data/**/.*.tmp-*")), "no temporary leftovers"
     assert not list(repo.glob("results/**/.*.tmp-*")), "no temporary leftovers"
 

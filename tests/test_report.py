@@ -4,6 +4,7 @@ pipeline run, and rendered in Chromium, in test_pipeline_e2e.py."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -175,3 +176,37 @@ def test_slurm_profile_dry_run():
         pytest.skip("snakemake-executor-plugin-slurm is not installed")
     p = run(["snakemake", "--profile", "profiles/slurm", "--dry-run", "--forceall"], cwd=REPO)
     assert "report" in p.stdout and "train_ldm_icassp" in p.stdout
+
+
+def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
+    """The quality-per-cost figure's data: validation NMSE rows of each map model's log, RadioDiff's
+    clock offset by its VAE's training seconds, FLOPs = step × batch × the benchmark's per item."""
+    from radiodiff.report import figures as F
+    from radiodiff.report.sections import _learning_curves
+
+    def write(rel, obj):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(obj, pd.DataFrame):
+            obj.to_csv(path, index=False)
+        else:
+            path.write_text(json.dumps(obj))
+
+    log = pd.DataFrame({"step": [10, 20, 30], "wall_s": [1.0, 2.0, 3.0], "val/nmse": [float("nan"), 0.5, 0.25]})
+    for kind in ("ldm", "radiounet"):
+        write(f"{kind}/radiomapseer/train_log.csv", log)
+        write(f"{kind}/radiomapseer/metrics.json", {"params": {"train": {"batch_size": 8}}})
+    write("vae/radiomapseer/metrics.json", {"train_seconds": 100.0, "seconds": 40.0})
+    bench = {"models": {"radiodiff/radiomapseer": {"train": {"flops_per_step": 1600, "batch_size": 16}}}}
+    write("benchmark.json", bench)
+    curves = _learning_curves(tmp_path, "radiomapseer", {"radiodiff": {"nmse": 0.2}, "radiounet": {"nmse": 0.1}})
+    diff, unet = curves
+    assert (
+        diff["method"] == "radiodiff" and list(diff["wall_s"]) == [102.0, 103.0] and list(diff["nmse"]) == [0.5, 0.25]
+    )
+    assert list(diff["flops"]) == [20 * 8 * 100, 30 * 8 * 100] and diff["test_nmse"] == 0.2
+    assert list(unet["wall_s"]) == [2.0, 3.0] and unet["flops"] is None  # no benchmark entry: no FLOPs axis
+    fig = F.learning_curves_figure(curves, 0.05, STYLE, "t")
+    assert len(fig.axes) == 2 and any(line.get_linestyle() == "--" for line in fig.axes[0].lines)
+    write("radiounet/radiomapseer/train_log.csv", log.drop(columns="wall_s"))  # a log from before wall_s
+    assert _learning_curves(tmp_path, "radiomapseer", {}) == []

@@ -436,3 +436,39 @@ def test_logvar_is_optimized_only_when_learned(learn):
     task.loss({"image": x, "edges": torch.zeros(2, 1, 16, 16)}, 0, 0)[0].backward()
     opt.step()
     assert (task.loss_fn.logvar.item() != 0.5) == learn
+
+
+def test_reconstruction_ceiling_scores_the_test_split_like_the_ldm(tiny_radiomapseer):
+    """The path-loss VAE's ceiling: the decode of the posterior mean of each test target, scored
+    as the evaluate stage scores the LDM (buildings zeroed, per-image mean; 99.16 dB per unit)."""
+    from radiodiff.core.encodings import RADIOMAPSEER_DB_PER_UNIT
+    from radiodiff.data.items import map_splits
+    from radiodiff.metrics import per_image_metrics, zero_buildings
+    from radiodiff.train.vae import reconstruction_ceiling
+
+    data = dict(
+        simulation="DPM", condition="static", image_size=32, gain_threshold=0.0, physics_exponent=None,
+        split={"train": 0.6, "val": 0.2, "test": 0.2, "seed": 42},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    cfg = AutoencoderKLConfig(in_channels=1, out_channels=1, resolution=32, ch=8, ch_mult=(1, 2), z_channels=3)
+    vae = AutoencoderKL(cfg).eval()
+    got = reconstruction_ceiling(vae, "radiomapseer", tiny_radiomapseer, data)
+
+    items = map_splits("radiomapseer", tiny_radiomapseer, data).items("test").stacked().tensors
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(items["target"]).mode())
+    pred = zero_buildings(((recon + 1) / 2).clamp(0, 1), items["buildings"])
+    per_image = per_image_metrics(pred, (items["target"] + 1) / 2, db_per_unit=RADIOMAPSEER_DB_PER_UNIT)
+    assert got["ceiling"]["n_images"] == len(items["target"]) == 2  # 1 test map x 2 Tx
+    assert got["ceiling_nmse"] == pytest.approx(float(per_image["nmse"].mean()), rel=1e-5)
+    assert got["ceiling_rmse_db"] == pytest.approx(float(per_image["rmse_db"].mean()), rel=1e-5)
+    assert got["ceiling_nmse"] > 0 and got["ceiling"]["outdoor"]["nmse"] > 0
+    # the evaluate stage's own scorer gives the same numbers for the same maps
+    from radiodiff.evaluate.scoring import Scorer
+
+    scorer = Scorer("radiomapseer", ["vae"], RADIOMAPSEER_DB_PER_UNIT)
+    scorer.add({**items, "name": ["a", "b"]}, {"vae": ((recon + 1) / 2).clamp(0, 1)})
+    scored = scorer.result()[0]["vae"]
+    assert got["ceiling_nmse"] == pytest.approx(scored["nmse"]) and got["ceiling_ssim"] == pytest.approx(scored["ssim"])
+    assert got["ceiling"]["outdoor"]["rmse_db"] == pytest.approx(scored["outdoor"]["rmse_db"])

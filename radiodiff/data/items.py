@@ -66,6 +66,17 @@ def dihedral(x: torch.Tensor, v: int) -> torch.Tensor:
     return torch.rot90(x, v % 4, dims=(-2, -1)) if v % 4 else x
 
 
+def dihedral_point(rc: torch.Tensor, v: int, shape: tuple[int, int]) -> torch.Tensor:
+    """The pixel (row, col) ``rc`` of a (rows, cols) map, where :func:`dihedral` ``v`` moves it."""
+    r, c = int(rc[0]), int(rc[1])
+    rows, cols = shape
+    if v >= 4:
+        c = cols - 1 - c
+    for _ in range(v % 4):  # rot90 counter-clockwise: (r, c) -> (cols - 1 - c, r), sides swap
+        r, c, rows, cols = cols - 1 - c, r, cols, rows
+    return torch.tensor([r, c], dtype=rc.dtype)
+
+
 # --------------------------------------------------------------------------------- containers
 
 
@@ -133,6 +144,7 @@ class LazyItems(Dataset):
     decoded once while the cache has room."""
 
     spatial: tuple[str, ...] = ()
+    points: tuple[str, ...] = ()  # (row, col) pixels of the spatial maps, moved with them
 
     def __init__(self, names: list[str], variants: int = 1):
         if variants not in (1, N_DIHEDRAL):
@@ -150,7 +162,15 @@ class LazyItems(Dataset):
         i, v = divmod(j, self.variants)
         item = self.load(i) if self.cache is None else self.cache.get((id(self), i), lambda: self.load(i))
         if v:
-            item = {k: dihedral(t, v).contiguous() if k in self.spatial else t for k, t in item.items()}
+            shape = tuple(item[self.spatial[0]].shape[-2:])
+            item = {
+                k: dihedral(t, v).contiguous()
+                if k in self.spatial
+                else dihedral_point(t, v, shape)
+                if k in self.points
+                else t
+                for k, t in item.items()
+            }
         return {**item, "name": self.names[i], "index": j}
 
     def first(self) -> dict:
@@ -169,9 +189,10 @@ class RadioMapSeerItems(LazyItems):
     ``buildings`` and ``tx`` (row, col) at the model's size."""
 
     spatial = ("condition", "target", "buildings")
+    points = ("tx",)
 
-    def __init__(self, base: RadioMapSeerDataset):
-        super().__init__([s.name for s in base.samples])
+    def __init__(self, base: RadioMapSeerDataset, variants: int = 1):
+        super().__init__([s.name for s in base.samples], variants)
         self.base = base
 
     def load(self, i: int) -> dict[str, torch.Tensor]:
@@ -297,9 +318,14 @@ def radiomapseer_dataset(root, split: str, data: dict, condition: str = "static"
     )
 
 
-def radiomapseer_items(root, split: str, data: dict, condition: str, exponent: float, maps=None) -> RadioMapSeerItems:
-    """The items of a split (or of the maps ``maps``), read when asked for."""
-    items = RadioMapSeerItems(radiomapseer_dataset(root, split, data, condition, exponent, maps=maps))
+def radiomapseer_items(
+    root, split: str, data: dict, condition: str, exponent: float, maps=None, augment: bool = False
+) -> RadioMapSeerItems:
+    """The items of a split (or of the maps ``maps``), read when asked for (×8 flips/rotations
+    when ``augment``: propagation has no preferred direction, so a flipped or rotated map with its
+    Tx moved along is another valid sample)."""
+    dataset = radiomapseer_dataset(root, split, data, condition, exponent, maps=maps)
+    items = RadioMapSeerItems(dataset, variants=N_DIHEDRAL if augment else 1)
     if not len(items):
         raise DataError(f"{root}: no RadioMapSeer samples in the {split} split")
     return items
@@ -352,17 +378,15 @@ class RadioMapSeerSplits:
     def training_sets(self, stage_data: dict, key: str, seed: int = 0) -> tuple[LazyItems, LazyItems, dict]:
         """Training and validation items of a map model (read when asked for), and what its
         folder records; ``stage_data`` is the stage's ``data`` section (named ``key``)."""
-        if stage_data["augment"]:
-            raise ParamsError(
-                f"{key}.augment: flip/rotation augmentation is for the ICASSP crops; set it false for RadioMapSeer"
-            )
         if stage_data.get("crop_policy", "tx_aware") != "tx_aware":
             raise ParamsError(
                 f"{key}.crop_policy: crop policies are for the ICASSP crops; use tx_aware for RadioMapSeer"
             )
         condition = self.data["condition"]
         exponent = self.physics_exponent() if condition == "physics" else None
-        train = radiomapseer_items(self.root, "train", self.data, condition, exponent or 2.0)
+        train = radiomapseer_items(
+            self.root, "train", self.data, condition, exponent or 2.0, augment=stage_data["augment"]
+        )
         val = radiomapseer_items(self.root, "val", self.data, condition, exponent or 2.0)
         size = int(self.data["image_size"])
         meta = {

@@ -14,6 +14,7 @@ from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png, write_png
 
 METHODS = ("radiodiff", "radiounet", "physics")
+SEEDS_FOLDER = "radiodiff_seeds"  # radiodiff_seeds/seed-S/: RadioDiff's test samples under sample.seeds' other seeds
 
 
 def write_maps(folder: Path, names: list[str], pred: torch.Tensor, dataset: str, valid=None) -> None:

@@ -4,9 +4,11 @@
 resolution: RadioMapSeer gray gain (round(255·gain), buildings 0, named ``{map}_{tx}``);
 ICASSP path loss in dB (round(PL), padded pixels 0, named ``B{b}_Ant{a}_f{f}_S{s}``).
 ``sampling.json`` beside them records, per method, the wall time per map on the device used,
-the sampler steps and seed. RadioMapSeer also keeps every method's raw float maps, buildings
-included, in ``float/{method}.npy`` (N, 1, S, S, the test split's order) for the paper's scope.
-The physics baselines are computed here (they need no training).
+the sampler steps and seed. With ``sample.seeds`` > 1, RadioDiff also samples the split under
+the next seeds into ``radiodiff_seeds/seed-S/`` (the evaluation reports the spread of its
+metrics; ``radiodiff/`` stays the first seed's, the headline). RadioMapSeer also keeps every
+method's raw float maps, buildings included, in ``float/{method}.npy`` (N, 1, S, S, the test
+split's order) for the paper's scope. The physics baselines are computed here (they need no training).
 Both datasets take the same path; :func:`radiodiff.data.items.map_splits` adapts each. The test
 split is read, predicted and written batch by batch, so memory does not grow with its size.
 """
@@ -24,7 +26,7 @@ from torch.utils.data import Dataset
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
 from radiodiff.data.items import item_batches, map_splits
-from radiodiff.evaluate.maps import write_maps
+from radiodiff.evaluate.maps import SEEDS_FOLDER, write_maps
 from radiodiff.metrics import zero_buildings
 from radiodiff.models.pipelines import load_pipeline
 
@@ -176,8 +178,21 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
                     floats.add(raw)
             if floats:
                 floats.close()
+            seeds = [sample["seed"]]
+            if method == "radiodiff":  # the other seeds' samples: the spread of RadioDiff's metrics
+                for seed in range(sample["seed"] + 1, sample["seed"] + sample["seeds"]):
+                    again = predict_batches(
+                        pipe, items, steps, seed, sample["batch_size"], device, None, sample["precision"]
+                    )
+                    for batch, pred, _ in again:
+                        write_maps(
+                            tmp / SEEDS_FOLDER / f"seed-{seed}", batch["name"], pred, dataset, batch.get("valid")
+                        )
+                    seeds.append(seed)
             steps = pipe.meta["sampling_steps"] if method == "radiodiff" and steps is None else steps
             methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
+            if method == "radiodiff":
+                methods[method]["seeds"] = seeds
             methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
             methods[method]["precision"] = sample["precision"]
         items = splits.items("test")

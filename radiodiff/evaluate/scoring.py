@@ -28,15 +28,84 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from radiodiff.core.encodings import RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_json, write_json
 from radiodiff.data.icassp import parse_name
-from radiodiff.data.items import StackedItems, item_batches, map_splits
+from radiodiff.data.items import StackedItems, full_size, item_batches, map_splits
 from radiodiff.data.splits import describe_split
-from radiodiff.evaluate.maps import METHODS, read_maps
-from radiodiff.metrics import MetricAccumulator, building_pixels, write_rows, zero_buildings
+from radiodiff.evaluate.maps import METHODS, SEEDS_FOLDER, read_maps
+from radiodiff.metrics import (
+    MetricAccumulator,
+    building_pixels,
+    ratio_interval,
+    scope_masks,
+    write_rows,
+    zero_buildings,
+)
 
 HEADLINE = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db")
+RATIO_PAIRS = (("radiodiff", "radiounet"), ("radiodiff", "physics"), ("radiounet", "physics"))
+RATIO_METRICS = ("nmse", "rmse_db")
+RATIO_RESAMPLES = 2000
+NOT_METHODS = ("protocol", "ratios", "error_profile")  # the summary's other keys
+DISTANCE_EDGES_M = (0.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, math.inf)  # RadioMapSeer error-profile bins
+
+
+class ErrorProfile:
+    """Where RadioMapSeer's error is: every method's RMSE in dB pooled over the outdoor pixels (a
+    building pixel is zeroed, hence exact, in every method) by distance from the Tx and by line
+    of sight (the straight segment from the Tx misses every building) versus not, on the model
+    grid of the scored maps."""
+
+    def __init__(self, methods, db_per_unit: float, metres_per_pixel: float):
+        self.methods, self.db, self.mpp = tuple(methods), db_per_unit, metres_per_pixel
+        n = len(DISTANCE_EDGES_M) - 1
+        self.pixels = {"distance": torch.zeros(n, dtype=torch.float64), "sight": torch.zeros(2, dtype=torch.float64)}
+        self.sse = {(m, k): torch.zeros_like(v) for m in self.methods for k, v in self.pixels.items()}
+
+    def add(self, target: torch.Tensor, preds: dict[str, torch.Tensor], buildings: torch.Tensor, tx: torch.Tensor):
+        from radiodiff.physics.propagation import line_of_sight
+
+        blocked = building_pixels(buildings)[:, 0]  # (B, S, S)
+        b, h, w = blocked.shape
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        tx = tx.view(b, 2).double()
+        dist = self.mpp * torch.hypot(rows[None] - tx[:, 0, None, None], cols[None] - tx[:, 1, None, None])
+        edges = torch.tensor(DISTANCE_EDGES_M[1:-1], dtype=torch.float64)
+        bins = {"distance": torch.bucketize(dist, edges, right=True)}
+        los = [line_of_sight(blocked[i].numpy(), tuple(int(v) for v in tx[i].tolist())) for i in range(b)]
+        bins["sight"] = torch.from_numpy(~np.stack(los)).long()  # 0 = line of sight, 1 = not
+        outdoor = ~blocked
+        for key, index in bins.items():
+            index = index[outdoor]
+            n = len(self.pixels[key])
+            self.pixels[key] += torch.bincount(index, minlength=n).double()
+            for m in self.methods:
+                err = ((preds[m][:, 0].double() - target[:, 0].double()) * self.db)[outdoor]
+                self.sse[m, key] += torch.bincount(index, weights=err * err, minlength=n)
+
+    def result(self) -> dict:
+        def rmse(m, key):
+            n = self.pixels[key]
+            values = (self.sse[m, key] / n.clamp(min=1)).sqrt()
+            return [float(v) if c > 0 else None for v, c in zip(values, n, strict=True)]
+
+        edges = [e if math.isfinite(e) else None for e in DISTANCE_EDGES_M]
+        return {
+            "scope": "outdoor pixels, pooled over the test images; RMSE in dB",
+            "distance_m": {
+                "edges": edges,
+                "pixels": [int(v) for v in self.pixels["distance"]],
+                "rmse_db": {m: rmse(m, "distance") for m in self.methods},
+            },
+            "line_of_sight": {
+                "pixels": dict(zip(("los", "nlos"), (int(v) for v in self.pixels["sight"]), strict=True)),
+                "rmse_db": {m: dict(zip(("los", "nlos"), rmse(m, "sight"), strict=True)) for m in self.methods},
+            },
+        }
+
+
 SCORE_BATCH = 64  # test items read and scored at a time
 
 
@@ -53,8 +122,15 @@ class Scorer:
     """Every method's per-image metrics, added batch by batch (:meth:`add`), then the summary
     (keyed by method) and the per-sample rows (:meth:`result`, by method, then scope)."""
 
-    def __init__(self, dataset: str, methods, db_per_unit: float, paper: bool = False):
+    def __init__(
+        self, dataset: str, methods, db_per_unit: float, paper: bool = False, metres_per_pixel: float | None = None
+    ):
         self.dataset, self.methods = dataset, tuple(methods)
+        self.profile = (
+            ErrorProfile(self.methods, db_per_unit, metres_per_pixel)
+            if dataset == "radiomapseer" and metres_per_pixel
+            else None
+        )
         self.scopes = ("all", "outdoor") if dataset == "radiomapseer" else ("valid", "open")
         if paper:
             if dataset != "radiomapseer":
@@ -68,13 +144,9 @@ class Scorer:
         scope, ``raw`` holds each method's float maps, scored on every pixel as they are."""
         target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
         names = list(batch["name"])
-        if self.dataset == "radiomapseer":
-            masks = {"all": None, "outdoor": ~building_pixels(batch["buildings"])}
-            extra_cols: dict = {}
-        else:
-            valid = batch["valid"]
-            walls = (batch["condition"][:, :2] > -1.0).any(dim=1, keepdim=True)
-            masks = {"valid": valid, "open": valid & ~walls}
+        masks = scope_masks(self.dataset, batch)
+        extra_cols: dict = {}
+        if self.dataset == "icassp":
             ids = [parse_name(n) for n in names]
             extra_cols = {
                 "building": [f"B{i.building}" for i in ids],
@@ -87,6 +159,7 @@ class Scorer:
                 raise DataError(f"{method}: predictions of shape {tuple(pred.shape)} for targets {tuple(target.shape)}")
             if self.dataset == "radiomapseer":
                 pred = zero_buildings(pred, batch["buildings"])
+                preds = {**preds, method: pred}
             for scope, mask in masks.items():
                 acc = self.accs[method, scope]
                 acc.add(pred, target, mask=mask, names=names, method=method, scope=scope, **extra_cols)
@@ -94,6 +167,8 @@ class Scorer:
                 if raw is None or raw[method].shape != target.shape:
                     raise DataError(f"{method}: float predictions missing or of another shape for the paper scope")
                 self.accs[method, "paper"].add(raw[method], target, names=names, method=method, scope="paper")
+        if self.profile is not None:
+            self.profile.add(target, preds, batch["buildings"], batch["tx"])
 
     def result(self, timing=None) -> tuple[dict, list[dict]]:
         summary, rows = {}, []
@@ -113,7 +188,29 @@ class Scorer:
             if timing and method in timing:
                 entry["ms_per_map"] = timing[method]["ms_per_map"]
             summary[method] = entry
+        if len(self.methods) > 1:
+            summary["ratios"] = self.ratios()
+        if self.profile is not None:
+            summary["error_profile"] = self.profile.result()
         return summary, rows
+
+    def ratios(self) -> dict:
+        """Each pair of methods' ratio of mean NMSE and of mean RMSE (dB) on the top-level scope,
+        with a paired bootstrap 95 % interval over the test images (:func:`ratio_interval`)."""
+        scope = self.scopes[0]
+        per_method = {m: {r["name"]: r for r in self.accs[m, scope].to_rows()} for m in self.methods}
+        out = {"scope": scope, "resamples": RATIO_RESAMPLES}
+        for a, b in RATIO_PAIRS:
+            if a not in per_method or b not in per_method:
+                continue
+            names = [n for n in per_method[a] if n in per_method[b]]
+            out[f"{a}/{b}"] = {
+                k: ratio_interval(
+                    [per_method[a][n][k] for n in names], [per_method[b][n][k] for n in names], RATIO_RESAMPLES
+                )
+                for k in RATIO_METRICS
+            }
+        return out
 
 
 def score(dataset: str, items: StackedItems, preds: dict[str, torch.Tensor], db_per_unit: float, timing=None):
@@ -207,15 +304,25 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     items = splits.items("test")
     timing = read_json(samples / "sampling.json")["methods"]
     floats = float_maps(samples, len(items)) if dataset == "radiomapseer" else None
-    scorer = Scorer(dataset, METHODS, splits.db_per_unit, paper=floats is not None)
+    mpp = full_size(source) * RADIOMAPSEER_PIXEL_SIZE_M / splits.image_size if dataset == "radiomapseer" else None
+    scorer = Scorer(dataset, METHODS, splits.db_per_unit, paper=floats is not None, metres_per_pixel=mpp)
+    seeds = timing["radiodiff"].get("seeds", [])[1:]  # sample.seeds' other seeds (folders of older stages: none)
+    by_seed = {s: Scorer(dataset, ["radiodiff"], splits.db_per_unit) for s in seeds}
     start = 0
     for batch in item_batches(items, SCORE_BATCH):
         preds = {m: read_maps(samples / m, batch["name"], dataset) for m in METHODS}
+        for seed, seed_scorer in by_seed.items():
+            seed_maps = read_maps(samples / SEEDS_FOLDER / f"seed-{seed}", batch["name"], dataset)
+            seed_scorer.add(batch, {"radiodiff": seed_maps})
         end = start + len(batch["name"])
         raw = {m: torch.from_numpy(np.array(a[start:end])) for m, a in floats.items()} if floats else None
         scorer.add(batch, preds, raw)
         start = end
     summary, rows = scorer.result(timing)
+    if by_seed:
+        first = timing["radiodiff"]["seed"]
+        per_seed = {first: summary["radiodiff"], **{s: sc.result()[0]["radiodiff"] for s, sc in by_seed.items()}}
+        summary["radiodiff"]["seed_spread"] = seed_spread(per_seed)
     extra = {}
     if dataset == "radiomapseer":
         extra = {
@@ -229,11 +336,29 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     return {"stage": f"evaluate_{dataset}", "out": str(out)}
 
 
+def seed_spread(per_seed: dict[int, dict]) -> dict:
+    """RadioDiff's headline metrics under each sampling seed, with their mean, standard deviation
+    (ddof 1) and range."""
+    out: dict = {"seeds": list(per_seed)}
+    for k in ("nmse", "rmse", "rmse_db", "ssim", "psnr"):
+        values = [s.get(k) for s in per_seed.values()]
+        if any(v is None or not math.isfinite(v) for v in values):
+            continue
+        out[k] = {
+            "values": values,
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "min": min(values),
+            "max": max(values),
+        }
+    return out
+
+
 def headline_table(summary: dict) -> str:
     """A plain-text table of the headline metrics (for logs and the CLI)."""
     lines = [f"{'method':<10} " + " ".join(f"{k:>10}" for k in (*HEADLINE, "ms_per_map"))]
     for m, s in summary.items():
-        if m == "protocol":
+        if m in NOT_METHODS:
             continue
         vals = [s.get(k, float("nan")) for k in (*HEADLINE, "ms_per_map")]
         lines.append(f"{m:<10} " + " ".join(f"{v:>10.4g}" for v in vals))

@@ -22,7 +22,7 @@ from radiodiff.core.errors import ParamsError
 METHOD_COLORS = {"radiodiff": "tab:blue", "radiounet": "tab:orange", "physics": "tab:green"}
 METHOD_LABELS = {"radiodiff": "RadioDiff", "radiounet": "RadioUNet", "physics": "physics"}
 # columns of a training log that are not loss terms
-NON_TERMS = ("step", "epoch", "step_time_s", "skipped_nonfinite")
+NON_TERMS = ("step", "epoch", "step_time_s", "wall_s", "skipped_nonfinite")
 NON_TERM_PREFIXES = ("lr/", "grad_norm/", "val/")
 
 
@@ -281,6 +281,68 @@ def breakdown_figure(summary: dict, key: str, metric: str, style: Style, title: 
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def learning_curves_figure(curves: list[dict], ceiling: float | None, style: Style, title: str) -> Figure:
+    """Validation NMSE against training wall-seconds and, where counted, training FLOPs; each
+    curve ``{"method", "wall_s", "flops" (or None), "nmse", "test_nmse"}``, the test NMSE as a
+    marker at the curve's end and the VAE ceiling as a dashed line."""
+    with_flops = any(c["flops"] is not None for c in curves)
+    fig = style.figure(9.0 if with_flops else 5.0, 3.2)
+    axes = np.atleast_1d(fig.subplots(1, 2 if with_flops else 1))
+    for ax, key, label in zip(axes, ("wall_s", "flops"), ("training wall-seconds", "training FLOPs"), strict=False):
+        for c in curves:
+            if c[key] is None:
+                continue
+            color = METHOD_COLORS[c["method"]]
+            ax.plot(c[key], c["nmse"], "o-", color=color, label=f"{METHOD_LABELS[c['method']]} (validation)")
+            if c.get("test_nmse") is not None:
+                ax.plot(
+                    [c[key][-1]],
+                    [c["test_nmse"]],
+                    "*",
+                    ms=11,
+                    color=color,
+                    label=f"{METHOD_LABELS[c['method']]} (test)",
+                )
+        if ceiling:
+            ax.axhline(ceiling, color="0.3", ls="--", lw=1, label="VAE ceiling (test)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("NMSE")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=style.font_size - 1)
+    fig.suptitle(title, fontsize=style.font_size + 1)
+    return fig
+
+
+def error_profile_figure(profile: dict, style: Style, title: str) -> Figure:
+    """Each method's RMSE (dB) by distance bin from the Tx (``error_profile`` of a summary), with
+    the share of scored pixels per bin as faint bars."""
+    dist = profile["distance_m"]
+    edges = [np.inf if e is None else e for e in dist["edges"]]
+    keep = [i for i, n in enumerate(dist["pixels"]) if n > 0]
+    labels = [f"{edges[i]:g}–{edges[i + 1]:g}" if np.isfinite(edges[i + 1]) else f"≥{edges[i]:g}" for i in keep]
+    fig = style.figure(6.0, 3.2)
+    ax = fig.subplots()
+    x = np.arange(len(keep))
+    share = np.array([dist["pixels"][i] for i in keep], dtype=float)
+    twin = ax.twinx()
+    twin.bar(x, 100 * share / max(share.sum(), 1), color="0.85", width=0.6)
+    twin.set_ylabel("share of pixels (%)")
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for m in METHOD_COLORS:
+        if m in dist["rmse_db"]:
+            v = [dist["rmse_db"][m][i] for i in keep]
+            ax.plot(x, [np.nan if a is None else a for a in v], "o-", label=METHOD_LABELS[m], color=METHOD_COLORS[m])
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("distance from the Tx (m)")
+    ax.set_ylabel("RMSE (dB)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
     return fig
 
 

@@ -202,6 +202,69 @@ def _icassp_grid_rows(crops: Path, samples: Path, names: list[str]) -> list[dict
     return rows
 
 
+def _ratio_rows(ratios: dict) -> list[dict]:
+    rows = []
+    for pair, metrics in ratios.items():
+        if not isinstance(metrics, dict) or "/" not in pair:
+            continue
+        a, b = pair.split("/")
+        row = {"ratio": f"{F.METHOD_LABELS.get(a, a)} / {F.METHOD_LABELS.get(b, b)}"}
+        for k, r in metrics.items():
+            lo, hi = r["ci95"]
+            row[k] = f"{fmt(r['ratio'])} [{fmt(lo)}, {fmt(hi)}]" if r["ratio"] is not None else "n/a"
+        rows.append(row)
+    return rows
+
+
+CEILING_VAE = {"radiomapseer": "radiomapseer", "icassp": "radio"}  # the VAE whose latents each LDM samples
+FIRST_STAGE = {"radiomapseer": ("radiomapseer",), "icassp": ("building", "antenna", "radio")}  # each LDM's VAEs
+
+
+def _train_seconds(metrics: dict) -> float:
+    """A run's training wall-seconds, resumed parts included (``seconds`` in older folders)."""
+    return float(metrics.get("train_seconds") or metrics.get("seconds") or 0.0)
+
+
+def _learning_curves(results: Path, dataset: str, summary: dict) -> list[dict]:
+    """RadioDiff's and RadioUNet's validation NMSE against training wall-seconds (RadioDiff's
+    clock starts after its VAEs' training seconds) and training FLOPs (the benchmark's counted
+    FLOPs per item × batch × step; the LDM's only); [] for logs without ``wall_s``."""
+    bench_path = results / "benchmark.json"
+    bench = read_json(bench_path).get("models", {}) if bench_path.is_file() else {}
+    curves = []
+    for method, kind in (("radiodiff", "ldm"), ("radiounet", "radiounet")):
+        base = results / kind / dataset
+        log = read_csv(base / "train_log.csv")
+        if "wall_s" not in log.columns or "val/nmse" not in log.columns:
+            return []
+        log = log[log["val/nmse"].notna()]
+        offset = 0.0
+        if method == "radiodiff":
+            offset = sum(_train_seconds(read_json(results / "vae" / v / "metrics.json")) for v in FIRST_STAGE[dataset])
+        train = bench.get(f"{method}/{dataset}", {}).get("train", {})
+        batch = read_json(base / "metrics.json").get("params", {}).get("train", {}).get("batch_size")
+        flops = None
+        if train.get("flops_per_step") and train.get("batch_size") and batch:
+            flops = log["step"].to_numpy() * batch * train["flops_per_step"] / train["batch_size"]
+        curves.append(
+            {
+                "method": method,
+                "wall_s": log["wall_s"].to_numpy() + offset,
+                "flops": flops,
+                "nmse": log["val/nmse"].to_numpy(),
+                "test_nmse": summary.get(method, {}).get("nmse"),
+            }
+        )
+    return curves
+
+
+def _ceiling(results: Path, dataset: str) -> dict:
+    """The headline metrics of the first stage's test reconstruction (``ceiling_*`` of the VAE's
+    ``metrics.json``), or {} for a VAE trained before they were scored."""
+    metrics = read_json(results / "vae" / CEILING_VAE[dataset] / "metrics.json")
+    return {k.removeprefix("ceiling_"): v for k, v in metrics.items() if k.startswith("ceiling_")}
+
+
 def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dict | None) -> dict:
     title = DATASETS[dataset]
     ev = results / "evaluate" / dataset
@@ -222,7 +285,47 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
     ]
     doc.para(" ".join(f"{t[0].upper()}{t[1:]}." for t in sentences if t))
     rows, best = _metrics_rows(summary)
+    ceiling = _ceiling(results, dataset)
+    if ceiling:  # after `best`: the first stage's reconstruction is a bound, not a competitor
+        rows.append({"method": "VAE ceiling (reconstruction)", **ceiling})
     doc.table(rows, css="metrics", best=best, html_id=f"metrics-{dataset}")
+    if ceiling and isinstance(summary.get("radiodiff", {}).get("nmse"), int | float) and ceiling.get("nmse"):
+        doc.para(
+            f"VAE ceiling: the first-stage VAE that RadioDiff's latents come from reconstructs the same test "
+            f"targets (decode of the posterior mean, scored the same way) at NMSE {fmt(ceiling['nmse'])}; RadioDiff's "
+            f"NMSE is {summary['radiodiff']['nmse'] / ceiling['nmse']:.2f}× that. No diffusion model on these "
+            "latents can go below the ceiling."
+        )
+    spread = summary.get("radiodiff", {}).get("seed_spread")
+    if spread and len(spread.get("seeds", [])) > 1:
+        parts = [
+            f"{k} {fmt(v['mean'])} ± {fmt(v['std'])} (range {fmt(v['min'])}–{fmt(v['max'])})"
+            for k, v in spread.items()
+            if k in ("nmse", "rmse_db", "ssim") and isinstance(v, dict)
+        ]
+        doc.para(
+            f"RadioDiff under {len(spread['seeds'])} sampling seeds ({', '.join(map(str, spread['seeds']))}; the table "
+            f"shows the first): mean ± standard deviation over the seeds, {'; '.join(parts)}."
+        )
+    curves = _learning_curves(results, dataset, summary)
+    if curves:
+        with rc_context(doc.style.rc()):
+            doc.figure(
+                F.learning_curves_figure(curves, ceiling.get("nmse"), doc.style, f"{title}: quality per training cost"),
+                f"learning_curves_{dataset}",
+                f"{title}: validation NMSE at each evaluation against training wall-seconds (RadioDiff's clock "
+                "starts after its VAEs' training seconds) and training FLOPs (the benchmark's counted FLOPs per item "
+                "× batch × step; RadioDiff's exclude its VAEs), with each method's test NMSE (star) and the VAE's "
+                "test reconstruction, the ceiling (dashed).",
+            )
+    ratios = _ratio_rows(summary.get("ratios", {}))
+    if ratios:
+        doc.para(
+            "Ratios between methods (mean over the test images of the first method / of the second; below 1 the "
+            f"first is better), each with a paired bootstrap 95 % interval over the test images "
+            f"({summary['ratios'].get('resamples', '?')} resamples, scope `{summary['ratios'].get('scope', '?')}`):"
+        )
+        doc.table(ratios)
     second = "outdoor" if dataset == "radiomapseer" else "open"
     rows2, best2 = _metrics_rows(summary, second)
     if any(len(r) > 2 for r in rows2):
@@ -269,6 +372,28 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
             f"per_sample_{dataset}",
             f"{title}: per-sample metric distributions on the test split (`per_sample.csv`).",
         )
+        profile = summary.get("error_profile")
+        if profile:
+            doc.heading(f"{title}: where the error is", 3, f"error-profile-{dataset}")
+            doc.figure(
+                F.error_profile_figure(profile, doc.style, f"{title}: RMSE by distance from the Tx"),
+                f"error_profile_{dataset}",
+                f"{title}: RMSE in dB pooled over the outdoor pixels of the test split, by distance from the Tx "
+                "(grey bars: the share of pixels in each bin).",
+            )
+            sight = profile["line_of_sight"]
+            doc.para(
+                "In line of sight (the straight segment from the Tx crosses no building) versus not: RMSE in dB "
+                f"pooled over the outdoor pixels ({fmt(sight['pixels']['los'])} in sight, "
+                f"{fmt(sight['pixels']['nlos'])} not)."
+            )
+            doc.table(
+                [
+                    {"method": F.METHOD_LABELS[m], "los rmse_db": v["los"], "nlos rmse_db": v["nlos"]}
+                    for m, v in sight["rmse_db"].items()
+                    if m in F.METHOD_LABELS
+                ]
+            )
         if dataset == "icassp":
             for key, label in (("per_building", "building"), ("per_band", "band")):
                 doc.heading(f"ICASSP per {label}", 3, f"icassp-{label}")

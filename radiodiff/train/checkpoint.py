@@ -41,6 +41,7 @@ class Counters:
     step: int = 0  # global steps completed
     skipped: int = 0  # steps skipped for a non-finite loss or gradient
     in_a_row: int = 0  # of them, consecutive up to now
+    seconds: float = 0.0  # training wall seconds (steps, validation, previews) up to this state
 
 
 def state_key(obj: dict) -> str:
@@ -152,7 +153,8 @@ def resume(state_dir: Path, accelerator, ema_model: torch.nn.Module, cfg: TrainC
     # on the CPU first: a multi-CPU run's device is "cpu:0", which torch.load cannot map to
     state = torch.load(ckpt / ENGINE_STATE, map_location="cpu", weights_only=True)
     ema_model.load_state_dict(state["ema"])
-    return Counters(state["step"], state["skipped_nonfinite"], state["in_a_row"])
+    # states written before the training seconds were kept count from 0
+    return Counters(state["step"], state["skipped_nonfinite"], state["in_a_row"], float(state.get("seconds", 0.0)))
 
 
 class Saver:
@@ -207,6 +209,7 @@ class Saver:
             "step": counters.step,
             "skipped_nonfinite": counters.skipped,
             "in_a_row": counters.in_a_row,
+            "seconds": counters.seconds,
             "ema": self.ema_model.state_dict(),
         }
         torch.save(state, folder / ENGINE_STATE)

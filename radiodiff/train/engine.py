@@ -381,6 +381,11 @@ def train(
     )
     val_metrics: dict[str, float] = {}
     steps_run, t_start = 0, time.perf_counter()
+    seconds_before = counters.seconds  # a resumed run's clock goes on from its state
+
+    def wall_s() -> float:
+        return seconds_before + time.perf_counter() - t_start
+
     try:
         while counters.step < cfg.max_steps:
             t0 = time.perf_counter()
@@ -406,6 +411,7 @@ def train(
                         **{f"grad_norm/{n}": g for n, g in zip(opt.names, result.grad_norms, strict=True)},
                         "skipped_nonfinite": counters.skipped,
                         "step_time_s": time.perf_counter() - t0,
+                        "wall_s": wall_s(),
                         **({f"val/{k}": v for k, v in val_metrics.items()} if do_eval else {}),
                     }
                 )
@@ -419,6 +425,7 @@ def train(
             if cfg.export_every and step % cfg.export_every == 0 and main:
                 export_milestone(task, ema.model, accelerator.unwrap_model(task.model), state_dir, step)
             if step % cfg.save_every == 0 or is_last:
+                counters.seconds = wall_s()
                 saver.save(counters)
             if step == kill_at:  # test hook (see the module docstring)
                 bar.close()
@@ -446,6 +453,7 @@ def train(
         "steps": counters.step,
         "steps_run": steps_run,
         "seconds": seconds,
+        "train_seconds": wall_s(),  # the whole run's, resumed parts included
         "steps_per_s": steps_run / seconds if seconds > 0 else float("nan"),
         **peak_memory(),
         "device": str(device),

@@ -92,6 +92,7 @@ def run_fields(summary: dict, section: dict) -> dict:
         "steps": summary["steps"],
         "steps_per_s": summary["steps_per_s"],
         "seconds": summary["seconds"],
+        "train_seconds": summary["train_seconds"],
         "peak_memory_mb": summary["peak_memory_mb"],
         "skipped_nonfinite": summary["skipped_nonfinite"],
         "resumed_from": summary["resumed_from"],
