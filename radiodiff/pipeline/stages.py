@@ -31,7 +31,7 @@ MODEL_KINDS = ("ldm", "radiounet")
 FULL_SAMPLES = "results/samples/icassp_full"
 FULL_EVALUATE = "results/evaluate/icassp_full"
 # what the test-split sample stages read of `sample` (its `window` is the whole-building stage's)
-SAMPLE_KEYS = ("sample.steps", "sample.seed", "sample.batch_size", "sample.use_ema", "sample.precision")
+SAMPLE_KEYS = ("sample.steps", "sample.seed", "sample.seeds", "sample.batch_size", "sample.use_ema", "sample.precision")
 # How each engine hands a job its values (the one difference between their commands): DVC the
 # params file it tracks; Snakemake the config it resolved (params.yaml + --config, --configfile,
 # profiles), written to this file when the workflow is parsed.
