@@ -231,6 +231,23 @@ def cmd_recipes(args) -> None:
     print("presets: " + ("up to date" if not stale else f"wrote {', '.join(stale)}"))
 
 
+def cmd_import(args) -> None:
+    from radiodiff.models.import_radiodiff import import_checkpoint
+
+    windows = None
+    if args.cross_windows:
+        try:
+            windows = tuple(int(v) for v in args.cross_windows.split(","))
+        except ValueError:
+            bad = args.cross_windows
+            raise RadiodiffError(f"--cross-windows: expected integers like 8,4,2,1, got {bad!r}") from None
+    summary = import_checkpoint(
+        args.vae, args.ldm, args.out, version=args.version, image_size=args.image_size,
+        condition=args.condition, cross_windows=windows, sampling_steps=args.steps,
+    )  # fmt: skip
+    print(json.dumps(summary, indent=2))
+
+
 def cmd_dvc_yaml(args) -> None:
     from radiodiff.pipeline import dvc_yaml
 
@@ -378,6 +395,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only check that the presets are up to date")
     p.add_argument("--repo", default=".", help="repository root (default: .)")
     p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("import", help="convert another code's checkpoints into a radiodiff model folder")
+    p.add_argument("kind", choices=["radiodiff-checkpoint"], help="radiodiff-checkpoint: the original RadioDiff code's")
+    p.add_argument("--vae", required=True, help="the original's first-stage checkpoint (e.g. model-29.pt)")
+    p.add_argument("--ldm", required=True, help="the original's LDM model-N.pt ('model'; 'ema' when present)")
+    p.add_argument("--out", required=True, help="model folder to write (replaced atomically)")
+    p.add_argument(
+        "--version", choices=["jul2025", "dec2024"], default="jul2025",
+        help="the code that trained it: jul2025 (AFT on, default) or dec2024 (AFT weights unused)",
+    )  # fmt: skip
+    p.add_argument("--image-size", dest="image_size", type=int, default=256, help="map side in pixels (default 256)")
+    p.add_argument(
+        "--condition", choices=["static", "dynamic"], default="static",
+        help="RadioMapSeer condition it was trained on: static [buildings, Tx, buildings] or dynamic (cars)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cross-windows", dest="cross_windows",
+        help="relation pooling windows per level, not held by the weights (default 8,4,2,1, the paper's)",
+    )  # fmt: skip
+    p.add_argument("--steps", type=_steps, default=5, help="the model's default sampler steps (default 5, the paper's)")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it is stale)")
     p.add_argument("--out", default="dvc.yaml", help="path (default: dvc.yaml)")

@@ -325,3 +325,134 @@ def test_same_seed_same_model_same_output():
         out_a, out_b, out_c = a(z, t, cond), b(z, t, cond), c(z, t, cond)
     assert torch.equal(out_a[0], out_b[0]) and torch.equal(out_a[1], out_b[1])
     assert not torch.allclose(out_a[0], out_c[0])
+
+
+# --------------------------------------------------------------------------------------------
+# The original's blocks (block_style original)
+# --------------------------------------------------------------------------------------------
+
+# One Swin stage per level, two ResBlocks per level, widths multiples of 8.
+TINY_ORIGINAL = dict(
+    TINY, block_style="original", dim=16, dim_mults=(1, 2), resnet_groups=8, swin_depths=(1, 1), swin_num_heads=(1, 2)
+)
+
+# The Jul-2025 U-Net (AFT on) counted group by group from the original code at the paper
+# configuration (issue 15): trainable parameters in use outside the Swin; the 64 Gaussian Fourier
+# frequencies (frozen there) are a buffer here.
+ORIGINAL_GROUPS = {
+    "stem": 822_016,
+    "projections": 705_536,
+    "encoder relation blocks": 4_341_760,
+    "encoder downsampling + last-level conv": 5_244_288,
+    "middle relation block": 0,
+    "AFT, both decoders": 4_803_584,
+    "decoder relation blocks": 14_266_368,
+    "encoder linear attention": 527_360,
+    "decoder linear attention": 1_450_240,
+    "middle full self-attention": 263_168,
+    "time embedding": 328_704,
+}
+# Counted from the Dec-2024 code (its forward does not call the AFT modules it builds) by
+# recording which modules a forward pass at the paper configuration runs: 137,101,190 − 4,803,584.
+DEC2024_TRAINABLE_IN_USE = 132_297_606
+
+
+def original_groups(model: CondUNet) -> dict[str, int]:
+    def n(*modules) -> int:
+        return sum(count_parameters(m) for m in modules)
+
+    decoders = (model.decoder_c, model.decoder_eps)
+    return {
+        "stem": n(model.stem),
+        "projections": n(model.cond_encoder.proj),
+        "encoder relation blocks": n(*(level.cross for level in model.down)),
+        "encoder downsampling + last-level conv": n(*(level.resample for level in model.down)),
+        "middle relation block": 0 if not hasattr(model, "mid_cross") else n(model.mid_cross),
+        "AFT, both decoders": n(*(d.aft for d in decoders)),
+        "decoder relation blocks": n(*(level.cross for d in decoders for level in d.levels)),
+        "encoder linear attention": n(*(level.attn for level in model.down)),
+        "decoder linear attention": n(*(level.attn for d in decoders for level in d.levels)),
+        "middle full self-attention": n(model.mid_attn),
+        "time embedding": n(model.time_embed),
+    }
+
+
+@pytest.mark.parametrize("aft", [True, False])
+def test_original_blocks_have_the_original_parameter_counts(aft):
+    with torch.device("meta"):
+        model = CondUNet(CondUNetConfig(**PAPER, block_style="original", aft=aft))
+    total = count_parameters(model) - sum(p.numel() for p in swin_parameters(model))
+    groups = original_groups(model)
+    if aft:
+        assert groups == ORIGINAL_GROUPS
+        assert total == 137_101_190
+    else:
+        assert groups == {**ORIGINAL_GROUPS, "AFT, both decoders": 0}
+        assert total == DEC2024_TRAINABLE_IN_USE
+    assert sum(p.numel() for p in swin_parameters(model)) == 86_741_176  # Swin-B without norm and head
+
+
+@pytest.mark.parametrize("extra_channels", [0, 6])
+def test_original_blocks_run_forward_and_backward(extra_channels):
+    torch.manual_seed(0)
+    model = CondUNet(tiny_config(**TINY_ORIGINAL, extra_channels=extra_channels))
+    z, t, cond, extra = inputs(model.config)
+    f_c, f_eps = model(z, t, cond, extra)
+    assert f_c.shape == f_eps.shape == z.shape
+    (f_c.square().mean() + f_eps.square().mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    model.eval()
+    with torch.no_grad():  # another condition size, as the original takes it (stage 0 resized)
+        a = model(z, t, torch.rand(2, 3, 40, 40) * 2 - 1, extra)
+    assert a[0].shape == z.shape and torch.isfinite(a[0]).all()
+
+
+def test_original_blocks_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    model = CondUNet(tiny_config(**TINY_ORIGINAL)).eval()
+    model.save_pretrained(tmp_path / "unet")
+    loaded = CondUNet.from_pretrained(tmp_path / "unet")
+    assert loaded.config.block_style == "original"
+    z, t, cond, _ = inputs(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(model(z, t, cond), loaded(z, t, cond))
+
+
+def test_a_config_without_block_style_loads_as_the_light_blocks(tmp_path):
+    model = tiny_model().eval()
+    model.save_pretrained(tmp_path / "unet")
+    raw = json.loads((tmp_path / "unet" / "config.json").read_text())
+    del raw["block_style"]
+    (tmp_path / "unet" / "config.json").write_text(json.dumps(raw))
+    loaded = CondUNet.from_pretrained(tmp_path / "unet")
+    assert loaded.config.block_style == "light"
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(swin_depths=(1, 1, 1), swin_num_heads=(1, 2, 2)), "swin_depths"),
+        (dict(num_res_blocks=1), "num_res_blocks"),
+        (dict(dim=12, resnet_groups=4), "multiple of 8"),
+        (dict(block_style="heavy"), "block_style"),
+    ],
+)
+def test_original_block_config_errors(kw, field):
+    with pytest.raises(ParamsError, match=field):
+        tiny_config(**{**TINY_ORIGINAL, **kw})
+
+
+def test_original_blocks_load_a_torchvision_swin_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    donor = CondUNet(tiny_config(**TINY_ORIGINAL))
+    state = dict(donor.cond_encoder.swin.state_dict())
+    state["head.weight"] = torch.zeros(10, 32)  # an ImageNet head is dropped
+    torch.save(state, tmp_path / "swin.pt")
+    model = CondUNet(tiny_config(**TINY_ORIGINAL, swin_checkpoint=str(tmp_path / "swin.pt")))
+    for (name, a), b in zip(donor.cond_encoder.swin.named_parameters(), swin_parameters(model), strict=True):
+        assert torch.equal(a, b), name
+    del state["features.0.0.weight"]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(ParamsError, match=r"partial\.pt: no tensor 'features\.0\.0\.weight'"):
+        CondUNet(tiny_config(**TINY_ORIGINAL, swin_checkpoint=str(tmp_path / "partial.pt")))

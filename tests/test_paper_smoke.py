@@ -56,7 +56,7 @@ def test_the_paper_architecture_dag_runs_end_to_end_on_a_cpu(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     try:
         check_the_smoke_run(repo)
-    finally:  # about 19 GB: training states (a 210 M U-Net with AdamW), models, DVC's cache
+    finally:  # about 19 GB: training states (a 224 M U-Net with AdamW), models, DVC's cache
         for big in ("state", ".dvc/cache", "results"):
             shutil.rmtree(repo / big, ignore_errors=True)
 

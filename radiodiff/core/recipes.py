@@ -80,6 +80,11 @@ _COMMON = (
     Row("L1 term beside the MSE", {"train_ldm_*.diffusion.l1": True}, "`use_l1` default True (ddm_const_sde.py)"),
     Row("Skip parameterization", {"train_ldm_*.diffusion.skip": True}, "ddm_const_sde.py `pred_KC` with skip"),
     Row(
+        "U-Net blocks (relation block, stem, downsampling, AFT conv, attention norms, torchvision Swin)",
+        {"train_ldm_*.model.block_style": "original"},
+        "mask_cond_unet.py `Unet` block for block (137,101,190 parameters outside Swin-B with AFT)",
+    ),
+    Row(
         "Swin-B drop-path",
         {"train_ldm_*.model.swin_drop_path": 0.5},
         "mask_cond_unet.py: Swin-B `drop_path_rate 0.5` (REFERENCE §3.2)",

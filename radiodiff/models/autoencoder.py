@@ -41,7 +41,9 @@ class AutoencoderKLConfig(ConfigMixin):
     ``attn_resolutions`` lists feature-map sizes (relative to ``resolution``, the input size)
     at which the encoder and decoder levels get self-attention blocks; the mid block always has
     one. The paper's radio VAE is ``in 1, out 1, ch 128, ch_mult (1, 2, 4), num_res_blocks 2,
-    z 3, embed 3, attn_resolutions ()`` at resolution 256.
+    z 3, embed 3, attn_resolutions ()`` at resolution 256. ``downsample_padding`` is where the
+    stride-2 convs pad: "both" (radiodiff's default) or "end" (the original code's; set by
+    ``radiodiff import radiodiff-checkpoint``).
     """
 
     config_label = "autoencoder config"
@@ -57,8 +59,13 @@ class AutoencoderKLConfig(ConfigMixin):
     resolution: int = 256
     dropout: float = 0.0
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)
+    downsample_padding: str = "both"
 
     def __post_init__(self) -> None:
+        if self.downsample_padding not in ("both", "end"):
+            raise ParamsError(
+                f"autoencoder config: downsample_padding must be 'both' or 'end', got {self.downsample_padding!r}"
+            )
         self.ch_mult = tuple(int(m) for m in self.ch_mult)
         self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
         self.logvar_clamp = tuple(float(v) for v in self.logvar_clamp)
@@ -136,14 +143,19 @@ class SelfAttention(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W with a learned 3×3 stride-2 convolution."""
+    """Halve H and W with a learned 3×3 stride-2 convolution.
 
-    def __init__(self, channels: int):
+    ``padding`` "both": one zero row/column on every side (radiodiff's); "end": one after the
+    last row and column only, as the LDM/RadioDiff code pads (its imported VAEs use it).
+    """
+
+    def __init__(self, channels: int, padding: str = "both"):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.end = padding == "end"
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0 if self.end else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        return self.conv(F.pad(x, (0, 1, 0, 1)) if self.end else x)
 
 
 class Upsample(nn.Module):
@@ -207,7 +219,7 @@ class Encoder(nn.Module):
                 level.attns.append(SelfAttention(out) if res in c.attn_resolutions else nn.Identity())
                 channels = out
             if i != len(c.ch_mult) - 1:
-                level.resample = Downsample(channels)
+                level.resample = Downsample(channels, c.downsample_padding)
                 res //= 2
             self.levels.append(level)
         self.mid = MidBlock(channels, c.dropout)

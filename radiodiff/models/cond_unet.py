@@ -22,7 +22,11 @@ conv; the relation block's queries are the U-Net tokens, with learned position e
 token MLP and a dense 1×1 path from the condition; the middle block has a relation block too
 (fed by the deepest stage), so a Swin with one stage more than the U-Net has levels is fully used.
 
-Everything here is written for radiodiff from the facts in REFERENCE §3.2; no code was copied.
+``block_style: original`` swaps these for the original code's blocks, shape for shape (see
+:class:`CondUNetConfig`; the paper presets use them).
+
+Everything here is written for radiodiff from the facts in REFERENCE §3.2 and, for the original
+blocks, of the RadioDiff code's shapes and operations; no code was copied.
 The network is built from a :class:`CondUNetConfig` that round-trips to ``config.json`` beside
 the weights (``save_pretrained`` / ``from_pretrained``), like :mod:`radiodiff.models.autoencoder`.
 """
@@ -43,6 +47,7 @@ from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.models.persistence import ConfigMixin, PretrainedMixin
 
 __all__ = [
+    "BLOCK_STYLES",
     "PAPER_SWIN_B",
     "CondUNet",
     "CondUNetConfig",
@@ -56,6 +61,11 @@ __all__ = [
 PAPER_SWIN_B: dict[str, Any] = dict(
     swin_embed_dim=128, swin_depths=(2, 2, 18, 2), swin_num_heads=(4, 8, 16, 32), swin_window_size=7
 )
+
+# "light": radiodiff's own lighter blocks (see the module docstring); "original": the blocks of
+# the RadioDiff code (mask_cond_unet.py), shape for shape, so its checkpoints import
+# (radiodiff.models.import_radiodiff). A config.json without the key is a light model.
+BLOCK_STYLES = ("light", "original")
 
 # Swin checkpoint keys we drop on purpose: the ImageNet classifier and the final LayerNorm
 # (stage outputs get their own LayerNorm in the projections here).
@@ -98,6 +108,17 @@ class CondUNetConfig(ConfigMixin):
 
     ``time_dim`` is the time-embedding width (paper 512 = 4·dim); ``fourier_scale`` the std of
     the fixed Gaussian Fourier frequencies (paper 16); ``aft`` adds the AFT filter to each decoder.
+
+    ``block_style``: "light" (default; the blocks described in the module docstring, a timm Swin)
+    or "original": the RadioDiff code's blocks shape for shape (7×7 conv + GroupNorm stem on
+    [z_t, raw Swin stage 0]; plain 1×1 stage projections; its relation block between the two
+    ResBlocks of a level, condition tokens as queries; 4×4 stride-2 downsampling; no middle
+    relation block; AFT with a 3×3 conv; attention pre-norms and the linear attention's output
+    norm a per-pixel channel LayerNorm; torchvision's Swin, which pads before shifting), so the
+    original's checkpoints import (:mod:`radiodiff.models.import_radiodiff`) and other condition
+    sizes run as in the original. It needs one Swin stage per level, ``num_res_blocks`` 2 and
+    widths that are multiples of 8; its ``swin_checkpoint`` is a torchvision Swin state dict.
+    A ``config.json`` without the key (written before it existed) is "light".
     """
 
     config_label = "cond_unet config"
@@ -123,6 +144,7 @@ class CondUNetConfig(ConfigMixin):
     swin_checkpoint: str | None = None
     aft: bool = True
     dropout: float = 0.0
+    block_style: str = "light"
 
     def __post_init__(self) -> None:
         for key in ("dim_mults", "cross_windows", "swin_depths", "swin_num_heads"):
@@ -151,6 +173,10 @@ class CondUNetConfig(ConfigMixin):
                 raise ParamsError(f"cond_unet config: {key} must be a positive integer, got {value!r}")
         if isinstance(self.extra_channels, bool) or not isinstance(self.extra_channels, int) or self.extra_channels < 0:
             raise ParamsError(f"cond_unet config: extra_channels must be an integer >= 0, got {self.extra_channels!r}")
+        if self.block_style not in BLOCK_STYLES:
+            raise ParamsError(
+                f"cond_unet config: block_style must be one of {list(BLOCK_STYLES)}, got {self.block_style!r}"
+            )
         if isinstance(self.aft, int) and not isinstance(self.aft, bool) and self.aft in (0, 1):
             self.aft = bool(self.aft)
         if not isinstance(self.aft, bool):
@@ -204,12 +230,30 @@ class CondUNetConfig(ConfigMixin):
                 )
         # Patch 4 puts Swin stage i at image_size / 4 / 2**i, the U-Net's level i side; both
         # pyramids must halve exactly down to their last level/stage.
+        if self.block_style == "original":
+            self._check_original(levels, stages)
         need = 4 * 2 ** (max(levels, stages) - 1)
         if self.image_size % need:
             raise ParamsError(
                 f"cond_unet config: image_size must be a multiple of {need} (patch 4 × 2**(levels or stages − 1)), "
                 f"got {self.image_size}"
             )
+
+    def _check_original(self, levels: int, stages: int) -> None:
+        """The original's blocks fix a few shapes: one Swin stage per level (no middle-block
+        stage), two ResBlocks per level (the relation block sits between them), and widths that
+        its 8-head relation block, GroupNorm(8) and sine position encodings (C/2 even) divide."""
+        where = "cond_unet config (block_style original)"
+        if stages != levels:
+            raise ParamsError(
+                f"{where}: swin_depths needs one stage per level ({levels}, like dim_mults), "
+                f"got {list(self.swin_depths)}"
+            )
+        if self.num_res_blocks != 2:
+            raise ParamsError(f"{where}: num_res_blocks must be 2, got {self.num_res_blocks}")
+        bad = [w for w in self.dims if w % 8]
+        if bad:
+            raise ParamsError(f"{where}: every U-Net width must be a multiple of 8, got {self.dims}")
 
     @property
     def dims(self) -> list[int]:
@@ -262,7 +306,7 @@ class GaussianFourierTime(nn.Module):
         # t = 0 would give log 0 = −inf; the diffusion never asks for it (t >= ε), so clamp quietly.
         x = torch.log(t.float().clamp_min(1e-12)) / 4.0
         angles = (2.0 * math.pi) * x[:, None] * self.freqs[None, :].float()
-        return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
+        return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=1).to(self.mlp[0].weight.dtype))
 
 
 class ResBlock(nn.Module):
@@ -396,7 +440,9 @@ class RelationCrossAttention(nn.Module):
 
 
 class AdaptiveFFT(nn.Module):
-    """AFT: x + irfft2(rfft2(Conv1×1(GN(x))) ⊙ W), W a learnable complex filter per channel.
+    """AFT: x + irfft2(rfft2(Conv(GN(x))) ⊙ W), W a learnable complex filter per channel.
+
+    The conv is 1×1 in the light blocks and 3×3 in the original's (``kernel_size``).
 
     A global filter over the whole middle feature map (GFNet-style, Rao et al. 2021), which the
     paper adds where the decoders split. W is stored as (C, H, W//2+1, 2) real pairs, initialised
@@ -404,11 +450,11 @@ class AdaptiveFFT(nn.Module):
     not take bfloat16), whatever the autocast dtype.
     """
 
-    def __init__(self, channels: int, size: int, groups: int):
+    def __init__(self, channels: int, size: int, groups: int, kernel_size: int = 1):
         super().__init__()
         self.size = size
         self.norm = nn.GroupNorm(groups, channels)
-        self.conv = nn.Conv2d(channels, channels, 1)
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
         self.weight = nn.Parameter(torch.randn(channels, size, size // 2 + 1, 2) * 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -547,6 +593,303 @@ class ConditionEncoder(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# The original's blocks (block_style "original")
+# --------------------------------------------------------------------------------------------
+# Written for radiodiff from the facts of the RadioDiff code (mask_cond_unet.py and its Swin):
+# shapes, operation order and constants, so that its checkpoints import tensor for tensor.
+
+
+class ChannelLayerNorm(nn.Module):
+    """Per-pixel LayerNorm over the channels with a gain and no bias (eps 1e-5 in float32, 1e-3
+    in lower precision), the original's pre-norm of its attention blocks."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.g = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], eps=eps).permute(0, 3, 1, 2)
+        return y * self.g.to(y.dtype)
+
+
+class OriginalLinearAttention(nn.Module):
+    """x + LN(Conv1×1(efficient attention(LN(x)))): q softmax over features (× d^−½), k softmax
+    over tokens, v divided by the token count; the channel LayerNorm before and after."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int):
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        hidden = heads * dim_head
+        self.norm = ChannelLayerNorm(channels)
+        self.to_qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
+        self.to_out = nn.Sequential(nn.Conv2d(hidden, channels, 1), ChannelLayerNorm(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w).unbind(1)
+        q = q.softmax(dim=-2) * self.dim_head**-0.5
+        k = k.softmax(dim=-1)
+        context = k @ (v / (h * w)).transpose(-1, -2)  # (B, heads, d, e)
+        out = context.transpose(-1, -2) @ q  # (B, heads, e, N)
+        return x + self.to_out(out.reshape(b, -1, h, w))
+
+
+class OriginalAttention(nn.Module):
+    """x + Conv1×1(softmax self-attention over all positions (LN(x))) (the middle block)."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int):
+        super().__init__()
+        self.heads = heads
+        hidden = heads * dim_head
+        self.norm = ChannelLayerNorm(channels)
+        self.to_qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
+        self.to_out = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, -1, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.to_out(out.transpose(-1, -2).reshape(b, -1, h, w))
+
+
+_SINE_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def sine_positions(h: int, w: int, channels: int, device: torch.device) -> torch.Tensor:
+    """Fixed 2-D sine position encodings (h·w, channels), rows then columns (DETR-style, not
+    normalised, temperature 10⁴): the first half encodes the row index 1..h, the second the
+    column 1..w, each as interleaved sin/cos pairs of index / 10⁴^(2⌊k/2⌋/(channels/2))."""
+    key = (h, w, channels, str(device))
+    pos = _SINE_CACHE.get(key)
+    if pos is None:
+        half = channels // 2
+        k = torch.arange(half, dtype=torch.float32, device=device)
+        dim_t = 10000.0 ** (2 * torch.div(k, 2, rounding_mode="floor") / half)
+
+        def encode(index: torch.Tensor) -> torch.Tensor:
+            a = index[:, None] / dim_t
+            return torch.stack((a[:, 0::2].sin(), a[:, 1::2].cos()), dim=2).flatten(1)
+
+        rows = encode(torch.arange(1, h + 1, dtype=torch.float32, device=device))  # (h, half)
+        cols = encode(torch.arange(1, w + 1, dtype=torch.float32, device=device))  # (w, half)
+        pos = torch.cat([rows[:, None].expand(h, w, half), cols[None].expand(h, w, half)], dim=2).reshape(h * w, -1)
+        _SINE_CACHE[key] = pos
+    return pos
+
+
+def _pad_to(x: torch.Tensor, window: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    pad_b, pad_r = (window - h % window) % window, (window - w % window) % window
+    return F.pad(x, (0, pad_r, 0, pad_b)) if pad_b or pad_r else x
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, corners aligned (an exact copy when the size does not change)."""
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+class OriginalRelation(nn.Module):
+    """The original relation block: condition tokens (queries) attend to U-Net tokens (keys/values).
+
+    Both inputs get a 1×1 conv + BatchNorm (momentum 0.03, eps 1e-3). The condition c and the
+    features f are zero-padded to a multiple of ``window`` and average-pooled by it; fixed sine
+    positions are added; 8-head attention without the 1/√d scale (q, k, v linear with bias);
+    the pooled condition plus the attention output, plus a ReLU MLP (2× width, dropout 0.1),
+    is bilinearly resized to the features' side and, through a 1×1 conv, added to
+    GN(f + Conv1×1([c resized, f])). The result replaces the features (no outer residual).
+    """
+
+    def __init__(self, cond_channels: int, channels: int, window: int, heads: int = 8, dropout: float = 0.1):
+        super().__init__()
+        self.window, self.heads = window, heads
+        self.cond_in = nn.Sequential(
+            nn.Conv2d(cond_channels, channels, 1), nn.BatchNorm2d(channels, momentum=0.03, eps=0.001)
+        )
+        self.feat_in = nn.Sequential(
+            nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels, momentum=0.03, eps=0.001)
+        )
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, 2 * channels, 1),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(2 * channels, channels, 1),
+            nn.Dropout(dropout),
+        )
+        self.fuse = nn.Conv2d(2 * channels, channels, 1)
+        self.norm = nn.GroupNorm(8, channels)
+        self.to_out = nn.Conv2d(channels, channels, 1)
+
+    def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = F.avg_pool2d(_pad_to(x, self.window), self.window) if self.window > 1 else x
+        b, c, h, w = pooled.shape
+        tokens = pooled.flatten(2).transpose(1, 2) + sine_positions(h, w, c, x.device).to(x.dtype)
+        return pooled, tokens
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        c, f = self.cond_in(cond), self.feat_in(x)
+        b, ch, h, w = f.shape
+        shortcut = self.norm(f + self.fuse(torch.cat([_resize(c, (h, w)), f], dim=1)))
+        pooled, q_tokens = self._tokens(c)
+        _, kv_tokens = self._tokens(f)
+        q = _split_heads(self.to_q(q_tokens), self.heads)
+        k = _split_heads(self.to_k(kv_tokens), self.heads)
+        v = _split_heads(self.to_v(kv_tokens), self.heads)
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # the original does not scale
+        out = out.transpose(1, 2).reshape(b, -1, ch).transpose(1, 2).reshape(pooled.shape)
+        y = pooled + out
+        y = y + self.mlp(y)
+        return shortcut + self.to_out(_resize(y, (h, w)))
+
+
+def _build_original_swin(config: CondUNetConfig) -> nn.Module:
+    """torchvision's SwinTransformer (the original's Swin-B code is torchvision's, with the
+    patch embedding renamed): pads each window then shifts, so it is not timm's at 256 px.
+    Never pretrained; head and final norm unused (Identity)."""
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    swin = SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=config.swin_embed_dim,
+        depths=list(config.swin_depths),
+        num_heads=list(config.swin_num_heads),
+        window_size=[config.swin_window_size] * 2,
+        stochastic_depth_prob=config.swin_drop_path,
+    )
+    if config.cond_channels != 3:
+        swin.features[0][0] = nn.Conv2d(config.cond_channels, config.swin_embed_dim, 4, 4)
+    swin.norm = nn.Identity()
+    swin.head = nn.Identity()
+    return swin
+
+
+def _original_swin_stages(swin: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
+    """The stage outputs (B, C, H, W) of a torchvision Swin: after features 1, 3, 5, ..."""
+    x, out = image, []
+    for i, layer in enumerate(swin.features):
+        x = layer(x)
+        if i % 2 == 1:
+            out.append(x.permute(0, 3, 1, 2))
+    return out
+
+
+class OriginalConditionEncoder(nn.Module):
+    """Swin stages, each projected by a plain 1×1 conv to its level's input width; the stem also
+    takes the raw stage 0."""
+
+    def __init__(self, config: CondUNetConfig, load_checkpoint: bool = True):
+        super().__init__()
+        self.swin = _build_original_swin(config)
+        if load_checkpoint and config.swin_checkpoint is not None:
+            _load_torchvision_swin(self.swin, config.swin_checkpoint)
+        chans = config.swin_stage_channels
+        self.proj = nn.ModuleList(nn.Conv2d(chans[i], config.dims[i], 1) for i in range(len(config.dim_mults)))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        stages = _original_swin_stages(self.swin, image)
+        return stages[0], [proj(s) for proj, s in zip(self.proj, stages, strict=True)]
+
+
+def _load_torchvision_swin(swin: nn.Module, path: str | os.PathLike) -> None:
+    """A local torchvision Swin state dict (e.g. ``swin_b`` ImageNet weights saved beforehand);
+    the classifier head and final norm are dropped; anything else must fit exactly."""
+    path = Path(path)
+    where = f"swin_checkpoint: {path}"
+    if not path.is_file():
+        raise ParamsError(f"{where}: file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise ParamsError(f"{where}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ParamsError(f"{where}: expected a state dict, got {type(state).__name__}")
+    state = {k: v for k, v in state.items() if not k.startswith(_SWIN_IGNORED_PREFIXES)}
+    own = swin.state_dict()
+    for name, tensor in own.items():
+        if name not in state:
+            raise ParamsError(f"{where}: no tensor {name!r} (the configured Swin has it, shape {list(tensor.shape)})")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ParamsError(
+                f"{where}: tensor {name!r} has shape {list(state[name].shape)}, the configured Swin's is "
+                f"{list(tensor.shape)}"
+            )
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise ParamsError(f"{where}: tensor {extra[0]!r} is not in the configured Swin")
+    swin.load_state_dict(state, strict=True)
+
+
+class _OriginalEncoderLevel(nn.Module):
+    """ResBlock (skip) -> relation -> ResBlock -> linear attention (skip) -> 4×4 stride-2 conv
+    (the last level: a 3×3 conv that only changes the width)."""
+
+    def __init__(self, c: CondUNetConfig, i: int, dim_in: int, dim_out: int, last: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResBlock(dim_in, dim_in, c.time_dim, c.resnet_groups, c.dropout) for _ in range(2))
+        self.cross = OriginalRelation(dim_in, dim_in, c.cross_windows[i])
+        self.attn = OriginalLinearAttention(dim_in, c.attn_heads, c.attn_dim_head)
+        self.resample = (
+            nn.Conv2d(dim_in, dim_out, 3, padding=1) if last else nn.Conv2d(dim_in, dim_out, 4, stride=2, padding=1)
+        )
+
+    def forward(self, x, temb, cond, skips):
+        x = self.blocks[0](x, temb)
+        skips.append(x)  # pushed before the relation block, as in the original
+        x = self.attn(self.blocks[1](self.cross(x, cond), temb))
+        skips.append(x)
+        return self.resample(x)
+
+
+class _OriginalDecoderLevel(nn.Module):
+    """[x, skip] -> ResBlock -> relation -> [x, skip] -> ResBlock -> linear attention -> upsample."""
+
+    def __init__(self, c: CondUNetConfig, i: int, dim_in: int, dim_out: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResBlock(dim_out + dim_in, dim_out, c.time_dim, c.resnet_groups, c.dropout) for _ in range(2)
+        )
+        self.cross = OriginalRelation(dim_in, dim_out, c.cross_windows[i])
+        self.attn = OriginalLinearAttention(dim_out, c.attn_heads, c.attn_dim_head)
+        self.resample = nn.Conv2d(dim_out, dim_in, 3, padding=1) if i == 0 else Upsample(dim_out, dim_in)
+
+    def forward(self, x, temb, cond, skips):
+        x = self.cross(self.blocks[0](torch.cat([x, skips.pop()], dim=1), temb), cond)
+        x = self.blocks[1](torch.cat([x, skips.pop()], dim=1), temb)
+        return self.resample(self.attn(x))
+
+
+class _OriginalDecoder(nn.Module):
+    """[AFT with a 3×3 conv] -> levels from the bottom up -> ResBlock with the stem -> 1×1."""
+
+    def __init__(self, c: CondUNetConfig):
+        super().__init__()
+        dims, levels = c.dims, len(c.dim_mults)
+        mid_side = c.latent_size // 2 ** (levels - 1)
+        groups = min(dims[-1] // 4, 8)
+        self.aft = AdaptiveFFT(dims[-1], mid_side, groups, kernel_size=3) if c.aft else nn.Identity()
+        self.levels = nn.ModuleList(_OriginalDecoderLevel(c, i, dims[i], dims[i + 1]) for i in reversed(range(levels)))
+        self.final_block = ResBlock(2 * c.dim, c.dim, c.time_dim, c.resnet_groups, c.dropout)
+        self.final_conv = nn.Conv2d(c.dim, c.latent_channels, 1)
+
+    def forward(self, x, temb, conds, skips, stem):
+        skips = list(skips)
+        x = self.aft(x)
+        for level, cond in zip(self.levels, reversed(conds), strict=True):
+            x = level(x, temb, cond, skips)
+        return self.final_conv(self.final_block(torch.cat([x, stem], dim=1), temb))
+
+
+# --------------------------------------------------------------------------------------------
 # U-Net
 # --------------------------------------------------------------------------------------------
 
@@ -657,6 +1000,9 @@ class CondUNet(PretrainedMixin, nn.Module):
         self.config = c = config
         dims, levels = c.dims, len(c.dim_mults)
         self.time_embed = GaussianFourierTime(c.dim, c.time_dim, c.fourier_scale)
+        if c.block_style == "original":
+            self._build_original(c, load_swin_checkpoint)
+            return
         self.cond_encoder = ConditionEncoder(c, load_checkpoint=load_swin_checkpoint)
         # Stem: z_t, the extra latents and Swin stage 0 (same side thanks to patch 4) side by side.
         self.stem = nn.Conv2d(c.latent_channels + c.extra_channels + dims[0], dims[0], 3, padding=1)
@@ -672,6 +1018,39 @@ class CondUNet(PretrainedMixin, nn.Module):
         self.decoder_c = _Decoder(c)
         self.decoder_eps = _Decoder(c)
 
+    def _build_original(self, c: CondUNetConfig, load_swin_checkpoint: bool) -> None:
+        """The original's layout: a 7×7 conv + GroupNorm stem on [z_t, extra, raw Swin stage 0];
+        per level the relation block between the two ResBlocks; middle ResBlock, full attention,
+        ResBlock (no relation block); the decoders' AFT with a 3×3 conv."""
+        dims, levels = c.dims, len(c.dim_mults)
+        self.cond_encoder = OriginalConditionEncoder(c, load_checkpoint=load_swin_checkpoint)
+        self.stem = nn.Sequential(
+            nn.Conv2d(c.latent_channels + c.extra_channels + c.swin_embed_dim, dims[0], 7, padding=3),
+            nn.GroupNorm(min(dims[0] // 4, 8), dims[0]),
+        )
+        self.down = nn.ModuleList(
+            _OriginalEncoderLevel(c, i, dims[i], dims[i + 1], last=i == levels - 1) for i in range(levels)
+        )
+        mid = dims[-1]
+        self.mid_block1 = ResBlock(mid, mid, c.time_dim, c.resnet_groups, c.dropout)
+        self.mid_attn = OriginalAttention(mid, c.attn_heads, c.attn_dim_head)
+        self.mid_block2 = ResBlock(mid, mid, c.time_dim, c.resnet_groups, c.dropout)
+        self.decoder_c = _OriginalDecoder(c)
+        self.decoder_eps = _OriginalDecoder(c)
+
+    def _forward_original(self, z_t, temb, cond, extra):
+        stage0, conds = self.cond_encoder(cond)
+        stage0 = stage0.to(z_t.dtype)
+        if stage0.shape[-2:] != z_t.shape[-2:]:  # another condition size: stage 0 resized to the latent
+            stage0 = F.interpolate(stage0, size=z_t.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.stem(torch.cat([z_t, stage0] if extra is None else [z_t, extra, stage0], dim=1))
+        stem = x
+        skips: list[torch.Tensor] = []
+        for level, cond_i in zip(self.down, conds, strict=True):
+            x = level(x, temb, cond_i, skips)
+        x = self.mid_block2(self.mid_attn(self.mid_block1(x, temb)), temb)
+        return self.decoder_c(x, temb, conds, skips, stem), self.decoder_eps(x, temb, conds, skips, stem)
+
     def _check_inputs(self, z_t, t, cond, extra) -> torch.Tensor:
         c, s = self.config, self.config.latent_size
         if not isinstance(z_t, torch.Tensor) or z_t.dim() != 4 or z_t.shape[1:] != (c.latent_channels, s, s):
@@ -682,6 +1061,11 @@ class CondUNet(PretrainedMixin, nn.Module):
             )
         b = z_t.shape[0]
         want = (b, c.cond_channels, c.image_size, c.image_size)
+        if c.block_style == "original" and isinstance(cond, torch.Tensor) and cond.dim() == 4:
+            # The original takes other condition sizes (its Swin pads; stage 0 is resized).
+            least = 4 * 2 ** (len(c.swin_depths) - 1)
+            if cond.shape[:2] == (b, c.cond_channels) and min(cond.shape[-2:]) >= least:
+                want = tuple(cond.shape)
         if not isinstance(cond, torch.Tensor) or tuple(cond.shape) != want:
             got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
             raise RadiodiffError(f"CondUNet: cond must be {want}, got {got}")
@@ -708,6 +1092,8 @@ class CondUNet(PretrainedMixin, nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         t = self._check_inputs(z_t, t, cond, extra)
         temb = self.time_embed(t)
+        if self.config.block_style == "original":
+            return self._forward_original(z_t, temb, cond, extra)
         conds = self.cond_encoder(cond)
         stem_in = [z_t] if extra is None else [z_t, extra]
         x = self.stem(torch.cat([*stem_in, conds[0].to(z_t.dtype)], dim=1))
