@@ -281,12 +281,14 @@ class WSConv2d(nn.Conv2d):
     Paired with GroupNorm it trains well at small per-device batches, as in the paper's ResBlocks.
     (w − mean)/√(var + 1e-5) per output filter is exactly an affine-free layer norm over the
     flattened filter, which is several times faster on CPU than var_mean, backward included.
-    The statistics are taken in float32 whatever the autocast dtype.
+    The statistics are taken in float32 (float64 for a float64 model) whatever the autocast dtype;
+    eps is 1e-5 for float32 weights and 1e-3 otherwise, as in the original.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float().flatten(1)
-        w = F.layer_norm(w, w.shape[1:], eps=1e-5).view_as(self.weight)
+        eps = 1e-5 if self.weight.dtype == torch.float32 else 1e-3
+        w = self.weight.to(torch.promote_types(self.weight.dtype, torch.float32)).flatten(1)
+        w = F.layer_norm(w, w.shape[1:], eps=eps).view_as(self.weight)
         return F.conv2d(x, w.to(self.weight.dtype), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
@@ -304,8 +306,9 @@ class GaussianFourierTime(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         # t = 0 would give log 0 = −inf; the diffusion never asks for it (t >= ε), so clamp quietly.
-        x = torch.log(t.float().clamp_min(1e-12)) / 4.0
-        angles = (2.0 * math.pi) * x[:, None] * self.freqs[None, :].float()
+        work = torch.promote_types(self.freqs.dtype, torch.float32)
+        x = torch.log(t.to(work).clamp_min(1e-12)) / 4.0
+        angles = (2.0 * math.pi) * x[:, None] * self.freqs[None, :].to(work)
         return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=1).to(self.mlp[0].weight.dtype))
 
 
@@ -337,39 +340,51 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.reshape(b, n, heads, -1).transpose(1, 2)
 
 
+def _group_norm_1(channels: int) -> nn.Module:
+    return nn.GroupNorm(1, channels)
+
+
 class LinearAttention(nn.Module):
     """Efficient attention (Shen et al. 2021): softmax over features for q, over tokens for k.
 
     out = q · (kᵀ v) costs O(N·d²) instead of O(N²·d), so every level can afford it.
-    Pre-norm (GroupNorm with one group), residual connection.
+    Pre-norm and a norm after the output conv, residual connection. The light blocks use
+    GroupNorm with one group; the original's blocks pass ``norm=ChannelLayerNorm`` and
+    ``mean_values=True`` (v divided by the token count).
     """
 
-    def __init__(self, channels: int, heads: int, dim_head: int):
+    def __init__(self, channels: int, heads: int, dim_head: int, norm=_group_norm_1, mean_values: bool = False):
         super().__init__()
-        self.heads, self.dim_head = heads, dim_head
+        self.heads, self.dim_head, self.mean_values = heads, dim_head, mean_values
         hidden = heads * dim_head
-        self.norm = nn.GroupNorm(1, channels)
+        self.norm = norm(channels)
         self.to_qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
-        self.to_out = nn.Sequential(nn.Conv2d(hidden, channels, 1), nn.GroupNorm(1, channels))
+        self.to_out = nn.Sequential(nn.Conv2d(hidden, channels, 1), norm(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w).unbind(1)
         q = q.softmax(dim=-2) * self.dim_head**-0.5  # over the d features of each token
         k = k.softmax(dim=-1)  # over the N tokens
+        if self.mean_values:
+            v = v / (h * w)
         context = k @ v.transpose(-1, -2)  # (B, heads, d, d)
         out = context.transpose(-1, -2) @ q  # (B, heads, d, N)
         return x + self.to_out(out.reshape(b, -1, h, w))
 
 
 class Attention(nn.Module):
-    """Full multi-head softmax self-attention over all H·W positions (used in the middle block)."""
+    """Full multi-head softmax self-attention over all H·W positions (used in the middle block).
 
-    def __init__(self, channels: int, heads: int, dim_head: int):
+    Pre-norm (``norm``: GroupNorm with one group in the light blocks, the channel LayerNorm in the
+    original's), residual connection.
+    """
+
+    def __init__(self, channels: int, heads: int, dim_head: int, norm=_group_norm_1):
         super().__init__()
         self.heads = heads
         hidden = heads * dim_head
-        self.norm = nn.GroupNorm(1, channels)
+        self.norm = norm(channels)
         self.to_qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
         self.to_out = nn.Conv2d(hidden, channels, 1)
 
@@ -447,7 +462,7 @@ class AdaptiveFFT(nn.Module):
     A global filter over the whole middle feature map (GFNet-style, Rao et al. 2021), which the
     paper adds where the decoders split. W is stored as (C, H, W//2+1, 2) real pairs, initialised
     ~N(0, 0.02²) so the block starts close to the identity. The FFT runs in float32 (CPU FFTs do
-    not take bfloat16), whatever the autocast dtype.
+    not take bfloat16), whatever the autocast dtype; a float64 model runs it in float64.
     """
 
     def __init__(self, channels: int, size: int, groups: int, kernel_size: int = 1):
@@ -458,9 +473,10 @@ class AdaptiveFFT(nn.Module):
         self.weight = nn.Parameter(torch.randn(channels, size, size // 2 + 1, 2) * 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        work = torch.promote_types(self.weight.dtype, torch.float32)  # float64 stays float64
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = self.conv(self.norm(x.float()))
-            spec = torch.fft.rfft2(y, norm="ortho") * torch.view_as_complex(self.weight.float().contiguous())
+            y = self.conv(self.norm(x.to(work)))
+            spec = torch.fft.rfft2(y, norm="ortho") * torch.view_as_complex(self.weight.to(work).contiguous())
             y = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
         return x + y.to(x.dtype)
 
@@ -611,46 +627,6 @@ class ChannelLayerNorm(nn.Module):
         eps = 1e-5 if x.dtype == torch.float32 else 1e-3
         y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], eps=eps).permute(0, 3, 1, 2)
         return y * self.g.to(y.dtype)
-
-
-class OriginalLinearAttention(nn.Module):
-    """x + LN(Conv1×1(efficient attention(LN(x)))): q softmax over features (× d^−½), k softmax
-    over tokens, v divided by the token count; the channel LayerNorm before and after."""
-
-    def __init__(self, channels: int, heads: int, dim_head: int):
-        super().__init__()
-        self.heads, self.dim_head = heads, dim_head
-        hidden = heads * dim_head
-        self.norm = ChannelLayerNorm(channels)
-        self.to_qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
-        self.to_out = nn.Sequential(nn.Conv2d(hidden, channels, 1), ChannelLayerNorm(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w).unbind(1)
-        q = q.softmax(dim=-2) * self.dim_head**-0.5
-        k = k.softmax(dim=-1)
-        context = k @ (v / (h * w)).transpose(-1, -2)  # (B, heads, d, e)
-        out = context.transpose(-1, -2) @ q  # (B, heads, e, N)
-        return x + self.to_out(out.reshape(b, -1, h, w))
-
-
-class OriginalAttention(nn.Module):
-    """x + Conv1×1(softmax self-attention over all positions (LN(x))) (the middle block)."""
-
-    def __init__(self, channels: int, heads: int, dim_head: int):
-        super().__init__()
-        self.heads = heads
-        hidden = heads * dim_head
-        self.norm = ChannelLayerNorm(channels)
-        self.to_qkv = nn.Conv2d(channels, 3 * hidden, 1, bias=False)
-        self.to_out = nn.Conv2d(hidden, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, -1, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        return x + self.to_out(out.transpose(-1, -2).reshape(b, -1, h, w))
 
 
 _SINE_CACHE: dict[tuple, torch.Tensor] = {}
@@ -837,7 +813,7 @@ class _OriginalEncoderLevel(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(ResBlock(dim_in, dim_in, c.time_dim, c.resnet_groups, c.dropout) for _ in range(2))
         self.cross = OriginalRelation(dim_in, dim_in, c.cross_windows[i])
-        self.attn = OriginalLinearAttention(dim_in, c.attn_heads, c.attn_dim_head)
+        self.attn = LinearAttention(dim_in, c.attn_heads, c.attn_dim_head, ChannelLayerNorm, mean_values=True)
         self.resample = (
             nn.Conv2d(dim_in, dim_out, 3, padding=1) if last else nn.Conv2d(dim_in, dim_out, 4, stride=2, padding=1)
         )
@@ -859,7 +835,7 @@ class _OriginalDecoderLevel(nn.Module):
             ResBlock(dim_out + dim_in, dim_out, c.time_dim, c.resnet_groups, c.dropout) for _ in range(2)
         )
         self.cross = OriginalRelation(dim_in, dim_out, c.cross_windows[i])
-        self.attn = OriginalLinearAttention(dim_out, c.attn_heads, c.attn_dim_head)
+        self.attn = LinearAttention(dim_out, c.attn_heads, c.attn_dim_head, ChannelLayerNorm, mean_values=True)
         self.resample = nn.Conv2d(dim_out, dim_in, 3, padding=1) if i == 0 else Upsample(dim_out, dim_in)
 
     def forward(self, x, temb, cond, skips):
@@ -1033,7 +1009,7 @@ class CondUNet(PretrainedMixin, nn.Module):
         )
         mid = dims[-1]
         self.mid_block1 = ResBlock(mid, mid, c.time_dim, c.resnet_groups, c.dropout)
-        self.mid_attn = OriginalAttention(mid, c.attn_heads, c.attn_dim_head)
+        self.mid_attn = Attention(mid, c.attn_heads, c.attn_dim_head, ChannelLayerNorm)
         self.mid_block2 = ResBlock(mid, mid, c.time_dim, c.resnet_groups, c.dropout)
         self.decoder_c = _OriginalDecoder(c)
         self.decoder_eps = _OriginalDecoder(c)
