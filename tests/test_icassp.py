@@ -27,6 +27,7 @@ from radiodiff.data.icassp import (
     input_path,
     parse_name,
     pattern_path,
+    positions_path,
     read_details,
     read_metadata,
     read_positions,
@@ -313,6 +314,20 @@ def test_arrange_errors_name_the_file(raw_copy, tmp_path):
     _arrange_error(raw_copy, tmp_path, "outside", str(pos))
     pos.write_text("X,Y,Azimuth\n")
     _arrange_error(raw_copy, tmp_path, "no positions", str(pos))
+
+
+def test_arrange_counts_a_tx_inside_a_wall(raw_copy, tmp_path):
+    """The arrange stage reports a Tx on a wall pixel (a real dataset's positions are data);
+    predict refuses one (test_predict_whole_icassp_bad_inputs_name_the_file)."""
+    sid = discover(raw_copy, TASK3)[0]
+    rgb = read_png(input_path(raw_copy, TASK3, sid), "RGB")
+    wall_r, wall_c = np.argwhere(rgb[..., :2].any(axis=-1))[0]
+    pos = positions_path(raw_copy, sid.building, sid.antenna, sid.band)
+    table = read_positions(pos)
+    table[sid.sample, :2] = wall_c, wall_r
+    pos.write_text("X,Y,Azimuth\n" + "".join(f"{c:g},{r:g},{az:g}\n" for c, r, az in table))
+    summary = arrange(raw_copy, tmp_path / "arranged", TASK3, SPLIT)
+    assert summary["tx_in_wall"] == {"samples": 1, "names": [sid.name]}
 
 
 def test_arrange_unknown_antenna_and_size_mismatch(raw_copy, tmp_path):
@@ -621,7 +636,7 @@ def test_predict_whole_icassp_inputs_in_the_challenge_layout(raw, icassp_model, 
     assert len(printed) == sum(len(list((raw / "Inputs" / t).glob("*.png"))) for t in (TASK3, TASK1))
 
 
-def test_predict_whole_icassp_bad_inputs_name_the_file(raw_copy, icassp_model, tmp_path, capsys):
+def test_predict_whole_icassp_bad_inputs_name_the_file(raw, raw_copy, icassp_model, tmp_path, capsys):
     from radiodiff.cli import main
 
     sid = discover(raw_copy, TASK3)[0]
@@ -643,3 +658,16 @@ def test_predict_whole_icassp_bad_inputs_name_the_file(raw_copy, icassp_model, t
     first = input_path(raw_copy, TASK1, sid)  # Task_1 comes first
     h, w = read_png(first, "RGB").shape[:2]
     fails(["--input-dir", str(raw_copy)], f"{first}: {w}×{h} px, but {details_path(raw_copy, sid.building)} says 10×10")
+    shutil.copy(details_path(raw, sid.building), details_path(raw_copy, sid.building))
+    rgb = read_png(inp, "RGB")[..., :3]
+    wall_r, wall_c = np.argwhere(rgb[..., :2].any(axis=-1))[0]  # a wall pixel: nonzero R or G
+    pos = positions_path(raw_copy, sid.building, sid.antenna, sid.band)
+    table = read_positions(pos)
+    for (x, y), where in (((w + 3, 1), "lies outside"), ((wall_c, wall_r), "lies inside a wall")):
+        rows = [[x, y, az] if s == sid.sample else [c, r, az] for s, (c, r, az) in enumerate(table)]
+        pos.write_text("X,Y,Azimuth\n" + "".join(f"{c:g},{r:g},{az:g}\n" for c, r, az in rows))
+        fails(["--input-dir", str(raw_copy)], f"{pos}: Tx of S{sid.sample} at X={x:g}, Y={y:g} {where}")
+    dist = np.full(rgb.shape[:2], 200, np.uint8)
+    dist[wall_r, wall_c] = 0  # a single input's Tx is the distance channel's minimum
+    write_png(inp, np.dstack([rgb[..., :2], dist]))
+    fails(["--input", str(inp), "--pattern", str(pattern), "--band", "1"], f"{inp}: the Tx (the distance minimum")

@@ -68,12 +68,22 @@ def arranged_input(
     return arranged
 
 
+def tx_in_wall(rgb: np.ndarray, tx_rc: tuple[int, int]) -> bool:
+    """Whether pixel ``tx_rc`` of a raw input is a wall: a nonzero reflectance (R) or
+    transmittance (G); free space is 0 in both."""
+    return bool(rgb[tx_rc[0], tx_rc[1], :2].any())
+
+
 class RawSamples:
     """The per-sample settings of a raw ICASSP folder (Tx, azimuth, pattern, band), each
     positions and pattern file read once; :meth:`arrange` checks them and arranges one input."""
 
-    def __init__(self, root):
+    def __init__(self, root, tx_in_wall: str = "error"):
+        if tx_in_wall not in ("error", "count"):
+            raise ValueError(f"tx_in_wall: expected 'error' or 'count', got {tx_in_wall!r}")
         self.root = Path(root)
+        self.tx_in_wall = tx_in_wall
+        self.in_wall: list[str] = []  # the samples whose Tx pixel is a wall ("count")
         self.positions: dict[Path, np.ndarray] = {}
         self.patterns: dict[int, np.ndarray] = {}
 
@@ -82,7 +92,9 @@ class RawSamples:
     ) -> tuple[np.ndarray, tuple[float, float, float], float]:
         """Sample ``sid``'s input ``rgb`` arranged (:func:`arranged_input`), its (X, Y, azimuth)
         and carrier frequency; a missing row, a Tx outside the map, an unknown antenna or band is
-        a DataError naming the file."""
+        a DataError naming the file. A Tx on a wall pixel is one too (``tx_in_wall="error"``, what
+        predict uses), or is listed in :attr:`in_wall` (``"count"``, the arrange stage's choice:
+        a real dataset's positions are data, reported rather than refused)."""
         height, width = rgb.shape[:2]
         x, y, azimuth = tx_position(self.positions, self.root, sid)
         if not (0 <= round(x) < width and 0 <= round(y) < height):
@@ -90,6 +102,12 @@ class RawSamples:
             raise DataError(
                 f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
             )
+        if tx_in_wall(rgb, (round(y), round(x))):
+            if self.tx_in_wall == "count":
+                self.in_wall.append(sid.name)
+            else:
+                pos_path = positions_path(self.root, sid.building, sid.antenna, sid.band)
+                raise DataError(f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies inside a wall of {in_path}")
         if sid.antenna not in self.patterns:
             pat_path = pattern_path(self.root, sid.antenna)
             if not pat_path.is_file():
@@ -112,7 +130,7 @@ def arrange(
     root = Path(root)
     ids = discover(root, task)
     split_of = building_splits([s.building for s in ids], split_cfg)
-    raw = RawSamples(root)
+    raw = RawSamples(root, tx_in_wall="count")
     rows = []
     with atomic_dir(out) as tmp:
         (tmp / "inputs").mkdir()
@@ -151,7 +169,13 @@ def arrange(
         write_metadata(tmp / "metadata.csv", rows, METADATA_COLUMNS)
     counts = {k: sum(r["split"] == k for r in rows) for k in ("train", "val", "test")}
     buildings = {k: sorted({r["building"] for r in rows if r["split"] == k}) for k in ("train", "val", "test")}
-    return {"samples": len(rows), "task": task, "samples_per_split": counts, "buildings_per_split": buildings}
+    return {
+        "samples": len(rows),
+        "task": task,
+        "samples_per_split": counts,
+        "buildings_per_split": buildings,
+        "tx_in_wall": {"samples": len(raw.in_wall), "names": raw.in_wall[:20]},
+    }
 
 
 def run(params: dict, root, out) -> dict:

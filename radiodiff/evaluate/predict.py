@@ -29,7 +29,7 @@ from radiodiff.core.encodings import unit_to_gray, unit_to_pl_png
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_dir, read_png, write_png
 from radiodiff.core.progress import progress_bar
-from radiodiff.data.arrange_icassp import RawSamples, arranged_input
+from radiodiff.data.arrange_icassp import RawSamples, arranged_input, tx_in_wall
 from radiodiff.data.icassp import (
     FREQUENCIES_HZ,
     details_path,
@@ -65,6 +65,8 @@ def raw_icassp_input(input_png, pattern_csv, band: int, azimuth_deg: float = 0.0
     rgb = read_png(input_png, "RGB")[..., :3]
     dist = rgb[..., 2]
     tx = np.unravel_index(int(np.argmin(dist)), dist.shape)  # channel B = distance to the Tx
+    if tx_in_wall(rgb, tx):
+        raise DataError(f"{input_png}: the Tx (the distance minimum, row {tx[0]}, col {tx[1]}) lies in a wall")
     return arranged_input(rgb, tx, FREQUENCIES_HZ[band], read_pattern(pattern_csv), azimuth_deg)
 
 
