@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from radiodiff.core.io import atomic_file
 
@@ -121,6 +120,8 @@ def masked_ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
         return torch.full((b,), float("nan"), dtype=torch.float64, device=pred.device)
     # At least float32 (half precision loses SSIM's small variances); float64 stays float64.
     dtype = torch.promote_types(pred.dtype, torch.float32) if pred.dtype.is_floating_point else torch.float32
+    from torchmetrics.functional.image import structural_similarity_index_measure  # 3 s to import: on use
+
     per_image, full = structural_similarity_index_measure(
         pred.to(dtype),
         target.to(dtype),
@@ -415,7 +416,7 @@ def loader_means(predict, loader) -> dict[str, float]:
 def reconstruction_metrics(x: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image RMSE, PSNR and SSIM of a VAE's reconstruction on [0, 1]-scaled maps (data range 1,
     all channels, float32 and torchmetrics' own reductions): the VAEs' validation."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     x01 = ((x + 1) / 2).clamp(0, 1).float()
     r01 = ((recon + 1) / 2).clamp(0, 1).float()

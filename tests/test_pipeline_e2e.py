@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -209,7 +210,9 @@ def test_each_stage_imports_only_its_declared_code(smk_repo, tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     driver = tmp_path / "driver.py"
     driver.write_text(SYS_MODULES_DRIVER)
-    for name, stage in STAGES.items():
+
+    def call(name: str) -> subprocess.CompletedProcess:
+        stage = STAGES[name]
         argv = shlex.split(resolve(stage.command(), params))[1:]
         called, kwargs = stage_call(argv)
         assert called == name
@@ -218,11 +221,15 @@ def test_each_stage_imports_only_its_declared_code(smk_repo, tmp_path):
         p["runtime"] = {**p["runtime"], "state_dir": str(tmp_path / "state")}
         spec = tmp_path / f"{name}.json"
         spec.write_text(json.dumps({"handler": stage.handler, "params": p, "kwargs": kwargs}))
-        done = subprocess.run(
+        return subprocess.run(
             [sys.executable, str(driver), str(spec)], cwd=repo, env=env_with_venv(), capture_output=True, text=True
         )
-        assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
-        imported = set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the stages are independent; mostly imports
+        done = dict(zip(STAGES, pool.map(call, STAGES), strict=True))
+    for name, stage in STAGES.items():
+        assert done[name].returncode == 0, f"{name}: {done[name].stderr[-3000:]}"
+        imported = set(json.loads(done[name].stdout.strip().splitlines()[-1]))
         declared = set(closure(stage.handler))
         assert imported <= declared, f"{name} imported undeclared {sorted(imported - declared)}"
         assert stage.handler in imported
@@ -364,19 +371,11 @@ def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     # edit must change the training maps' edges (a lower Canny threshold may touch only test maps)
     edit_params(repo_copy, "edges.method", "sobel")
     assert dvc_repro(repo_copy) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
-    edit_params(repo_copy, "data.icassp.split.seed", 7)
-    assert dvc_repro(repo_copy) == {"arrange_icassp", "crop_icassp", "eda", *ICASSP_VAES, *ICASSP_MODELS}
+    # (an ICASSP data edit and a RadioUNet code edit are checked under Snakemake: the two engines'
+    # deps come from the same stage table, and each re-run costs CI minutes)
     edit_params(repo_copy, "train_vae_radio.train.lr", 1.0e-3)
     ran = dvc_repro(repo_copy)
     assert ran == {"train_vae_radio", *ICASSP_LDM} and not ran & DATA_STAGES
-    edit_params(repo_copy, "train_radiounet_radiomapseer.train.lr", 2.0e-3)  # ci has 1e-3
-    assert dvc_repro(repo_copy) == {
-        "train_radiounet_radiomapseer",
-        "sample_radiomapseer",
-        "evaluate_radiomapseer",
-        "benchmark",
-        "report",
-    }
     assert dvc_repro(repo_copy, "report") == set(), "`dvc repro report` after a full run does nothing"
     edit_params(repo_copy, "runtime.keep_states", 1)
     assert dvc_repro(repo_copy) == set(), "runtime settings re-run nothing"
@@ -384,9 +383,6 @@ def test_dvc_repro_runs_the_dag_and_reruns_only_what_an_edit_touches(repo_copy):
     assert dvc_repro(repo_copy) == {"benchmark", "report"}
     edit_code(repo_copy, "radiodiff/report/document.py")
     assert dvc_repro(repo_copy) == {"report"}
-    edit_code(repo_copy, "radiodiff/models/radiounet.py")
-    ran = dvc_repro(repo_copy)
-    assert {"train_radiounet_radiomapseer", "train_radiounet_icassp"} <= ran and not ran & VAES
 
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=repo_copy).stdout)
     files = {f for rev in metrics.values() for f in rev.get("data", {})}
