@@ -78,11 +78,11 @@ class RawSamples:
     """The per-sample settings of a raw ICASSP folder (Tx, azimuth, pattern, band), each
     positions and pattern file read once; :meth:`arrange` checks them and arranges one input."""
 
-    def __init__(self, root, tx_in_wall: str = "error"):
-        if tx_in_wall not in ("error", "count"):
-            raise ValueError(f"tx_in_wall: expected 'error' or 'count', got {tx_in_wall!r}")
+    def __init__(self, root, on_wall_tx: str = "error"):
+        if on_wall_tx not in ("error", "count"):
+            raise ValueError(f"on_wall_tx: expected 'error' or 'count', got {on_wall_tx!r}")
         self.root = Path(root)
-        self.tx_in_wall = tx_in_wall
+        self.on_wall_tx = on_wall_tx
         self.in_wall: list[str] = []  # the samples whose Tx pixel is a wall ("count")
         self.positions: dict[Path, np.ndarray] = {}
         self.patterns: dict[int, np.ndarray] = {}
@@ -92,7 +92,7 @@ class RawSamples:
     ) -> tuple[np.ndarray, tuple[float, float, float], float]:
         """Sample ``sid``'s input ``rgb`` arranged (:func:`arranged_input`), its (X, Y, azimuth)
         and carrier frequency; a missing row, a Tx outside the map, an unknown antenna or band is
-        a DataError naming the file. A Tx on a wall pixel is one too (``tx_in_wall="error"``, what
+        a DataError naming the file. A Tx on a wall pixel is one too (``on_wall_tx="error"``, what
         predict uses), or is listed in :attr:`in_wall` (``"count"``, the arrange stage's choice:
         a real dataset's positions are data, reported rather than refused)."""
         height, width = rgb.shape[:2]
@@ -103,7 +103,7 @@ class RawSamples:
                 f"{pos_path}: Tx of S{sid.sample} at X={x:g}, Y={y:g} lies outside the {width}×{height} map"
             )
         if tx_in_wall(rgb, (round(y), round(x))):
-            if self.tx_in_wall == "count":
+            if self.on_wall_tx == "count":
                 self.in_wall.append(sid.name)
             else:
                 pos_path = positions_path(self.root, sid.building, sid.antenna, sid.band)
@@ -130,7 +130,7 @@ def arrange(
     root = Path(root)
     ids = discover(root, task)
     split_of = building_splits([s.building for s in ids], split_cfg)
-    raw = RawSamples(root, tx_in_wall="count")
+    raw = RawSamples(root, on_wall_tx="count")
     rows = []
     with atomic_dir(out) as tmp:
         (tmp / "inputs").mkdir()
