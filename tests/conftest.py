@@ -41,16 +41,22 @@ def tiny_radiomapseer(tmp_path_factory) -> Path:
     return out
 
 
-def env_with_venv() -> dict:
+def env_with_venv(code: Path | None = None) -> dict:
+    """The project's environment; with ``code`` (a checkout, e.g. a test's copy of the repo), its
+    ``radiodiff`` package is the one imported (ahead of the editable install of this checkout), so
+    an edit to the copy's code is an edit to the code that runs."""
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("DVC_NO_ANALYTICS", "1")
+    if code is not None and (Path(code) / "radiodiff" / "__init__.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     return env
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with the project's environment; on failure show its output."""
-    p = subprocess.run(cmd, cwd=cwd, env=env_with_venv(), capture_output=True, text=True)
+    """Run a command with the project's environment in ``cwd`` (a checkout there runs its own
+    code); on failure show its output."""
+    p = subprocess.run(cmd, cwd=cwd, env=env_with_venv(cwd), capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p

@@ -48,6 +48,12 @@ def edit_code(repo, path: str) -> None:
         f.write("# an edited comment\n")
 
 
+def fresh_run(repo, model: str) -> bool:
+    """The model's last training started from step 0 (``steps`` equals ``max_steps`` either way)."""
+    metrics = json.loads((repo / f"results/{model}/metrics.json").read_text())
+    return metrics["resumed_from"] is None and metrics["steps"] == metrics["params"]["train"]["max_steps"]
+
+
 METRICS = {"nmse", "rmse", "ssim", "psnr", "mae", "rmse_db", "rmse_whole_set", "ms_per_map"}
 
 
@@ -162,8 +168,12 @@ def test_snakemake_runs_the_dag_and_reruns_only_what_an_edit_touches(smk_repo):
     # so each kind checks the engine's mechanism, and every re-run costs CI minutes.
     edit_params(repo, "report.dpi", 45)
     assert snakemake(repo) == {"report"}, "a figure-style edit re-runs the report alone"
-    edit_params(repo, "edges.low_threshold", 30)
-    assert snakemake(repo) == {"edges", "train_vae_radiomapseer", *RMS_MODELS}
+    # a data edit that changes no file: the split. Every RadioMapSeer model trains a new run (on
+    # main the VAE resumed its finished run and exported the weights that saw today's test maps)
+    edit_params(repo, "data.radiomapseer.split.seed", 7)
+    assert snakemake(repo) == {"eda", "train_vae_radiomapseer", "train_radiounet_radiomapseer", *RMS_MODELS}
+    for model in ("vae/radiomapseer", "ldm/radiomapseer", "radiounet/radiomapseer"):
+        assert fresh_run(repo, model), model
     edit_params(repo, "sample.steps", 3)
     assert snakemake(repo) == SAMPLING
     edit_params(repo, "runtime.keep_states", 3)
@@ -179,6 +189,8 @@ def test_snakemake_code_edits_rerun_only_the_stages_that_run_the_file(smk_repo):
     edit_code(repo, "radiodiff/models/radiounet.py")
     ran = snakemake(repo)
     assert ran == RADIOUNET | FULL | {"benchmark", "report"} and not ran & VAES
+    # the edited code trains: a new run, not a resume of the finished one (issue 26)
+    assert fresh_run(repo, "radiounet/radiomapseer") and fresh_run(repo, "radiounet/icassp")
 
 
 SYS_MODULES_DRIVER = """
@@ -208,7 +220,7 @@ def test_each_stage_imports_only_its_declared_code(smk_repo, tmp_path):
         spec = tmp_path / f"{name}.json"
         spec.write_text(json.dumps({"handler": stage.handler, "params": p, "kwargs": kwargs}))
         return subprocess.run(
-            [sys.executable, str(driver), str(spec)], cwd=repo, env=env_with_venv(), capture_output=True, text=True
+            [sys.executable, str(driver), str(spec)], cwd=repo, env=env_with_venv(repo), capture_output=True, text=True
         )
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # the stages are independent; mostly imports

@@ -24,6 +24,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from torch.utils.data import TensorDataset
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
+from radiodiff.pipeline.stages import STAGES
 from radiodiff.train import checkpoint, engine
 from radiodiff.train.checkpoint import COMPLETE_MARKER, latest_checkpoint, list_checkpoints, state_key
 from radiodiff.train.config import TrainConfig
@@ -286,6 +287,56 @@ def test_interrupted_save_keeps_previous_state(tmp_path, monkeypatch):
     assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == list(range(1, 13))
 
 
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_previous_one_resumed(tmp_path, capsys):
+    """Disk damage to the newest checkpoint (its marker present): one warning names the file, the
+    folder is renamed so saving and pruning never count it, the run resumes from the previous
+    whole checkpoint and ends with the weights of an uninterrupted run."""
+    run_train(tmp_path / "reference", save_every=4)
+    run_train(tmp_path / "run", max_steps=8, lr_horizon=12, save_every=4)  # stopped at 8: states 4 and 8
+    state = tmp_path / "run" / "state"
+    marker = json.loads((state / "checkpoint-00000008" / COMPLETE_MARKER).read_text())
+    assert {"model.safetensors", "engine_state.pt", "random_states_0.pkl"} <= set(marker["files"])
+    assert all(set(r) == {"size", "xxh3_128"} for r in marker["files"].values())
+    truncate(state / "checkpoint-00000008" / "model.safetensors")
+    capsys.readouterr()
+
+    summary = run_train(tmp_path / "run", max_steps=12, lr_horizon=12, save_every=4)
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "checkpoint-00000008/model.safetensors" in warning[0], warning
+    assert summary["resumed_from"] == 4 and summary["steps_run"] == 8
+    assert_same_weights(exported(tmp_path / "run"), exported(tmp_path / "reference"))
+    assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == list(range(1, 13))
+    assert (state / "damaged-checkpoint-00000008").is_dir()  # kept for a look, never resumed or pruned
+    assert [p.name for p in list_checkpoints(state)] == ["checkpoint-00000008", "checkpoint-00000012"]
+
+
+def test_no_whole_checkpoint_left_is_one_clear_error(tmp_path):
+    run_train(tmp_path, max_steps=8, lr_horizon=12, keep_states=1)
+    (tmp_path / "state" / "checkpoint-00000008" / checkpoint.ENGINE_STATE).unlink()
+    with pytest.raises(RadiodiffError, match=r"state: no whole checkpoint left .* delete this folder"):
+        run_train(tmp_path, max_steps=12, lr_horizon=12, keep_states=1)
+    assert list_checkpoints(tmp_path / "state") == []
+
+
+def test_a_checkpoint_saved_without_checksums_is_resumed_when_it_loads(tmp_path):
+    """States written before checkpoints recorded their files: accepted if they load, set aside
+    (and the previous one resumed) if they do not."""
+    run_train(tmp_path / "reference")
+    run_train(tmp_path / "run", max_steps=8, lr_horizon=12)  # states 4 and 8
+    state = tmp_path / "run" / "state"
+    for ckpt in list_checkpoints(state):
+        marker = ckpt / COMPLETE_MARKER
+        marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "files"}))
+    truncate(state / "checkpoint-00000008" / "model.safetensors")
+    summary = run_train(tmp_path / "run", max_steps=12, lr_horizon=12)
+    assert summary["resumed_from"] == 4 and (state / "damaged-checkpoint-00000008").is_dir()
+    assert_same_weights(exported(tmp_path / "run"), exported(tmp_path / "reference"))
+
+
 def test_resume_refuses_changed_config(tmp_path):
     run_train(tmp_path, max_steps=4)
     with pytest.raises(RadiodiffError, match=r"config changed \(lr: 0\.01 -> 0\.02\)"):
@@ -372,21 +423,146 @@ def test_previews_are_written_and_change_no_weight(tmp_path):
     assert [e["step"] for e in read_index(folder)] == [5, 10] and not (folder / "step-00000012.png").exists()
 
 
-def test_state_folder_is_keyed_by_the_trajectory(tmp_path):
+TRAINING_STAGES = [name for name in STAGES if name.startswith("train_")]
+# keys of a training stage's own section that change no trained weight: the same state folder
+BOOKKEEPING_KEYS = {f"train.{k}" for k in ("save_every", "eval_every", "log_every", "export_every", "max_nonfinite")}
+BOOKKEEPING_KEYS |= {"train.max_steps", "previews.sample_every", "previews.samples"}  # max_steps: under a fixed horizon
+
+
+def leaves(tree: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out += leaves(v, key) if isinstance(v, dict) and v else [key]
+    return out
+
+
+def another(value):
+    """A different value of the same kind (what an edit of params.yaml would give)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return [*value, value[-1]] if value else [1]
+    return "edited"  # None (e.g. init_from: a folder name)
+
+
+def set_key(tree: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for k in parents:
+        tree = tree[k]
+    tree[last] = value
+
+
+@pytest.mark.parametrize("stage", TRAINING_STAGES)
+def test_state_folder_is_keyed_by_every_declared_value(stage, tmp_path):
+    """Every key a training stage declares decides its state folder, except bookkeeping (the
+    cadence of logs, saves and exports, previews, and max_steps under a fixed LR horizon); the
+    runtime section never does; the inputs, init_from and the code do (issue 26: on main a split
+    edit resumed the finished VAE and exported the old weights)."""
+    import copy
+
+    from radiodiff.cli import stage_params
     from radiodiff.train.runs import run_state_dir
 
-    runtime = {"state_dir": str(tmp_path / "state")}
-    train = TrainConfig.with_defaults(max_steps=10, lr_horizon=20).to_dict()
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((REPO / "params" / "ci.yaml").read_text())
+    handed = stage_params(str(params_file), stage)  # what the CLI hands the stage
+    handed[stage]["train"]["lr_horizon"] = 2 * handed[stage]["train"]["max_steps"]
+    handed["runtime"]["state_dir"] = str(tmp_path / "state")
+    handler = STAGES[stage].handler
 
-    def folder(**changes):
-        return run_state_dir("train_x", {"params": {"train": {**train, **changes}}}, [], runtime)
+    def folder(p, sources=()):
+        return run_state_dir(stage, handler, p, list(sources))
 
-    same = folder()
-    assert folder(max_steps=20) == same and folder(log_every=3, save_every=7, export_every=5) == same
-    assert folder(max_steps=20, lr_horizon=None) == same  # the horizon resolves to 20 either way
-    assert folder(lr_horizon=30) != same and folder(lr=1.0) != same
+    same = folder(handed)
+    assert same.parent == tmp_path / "state" / stage
+    keys = leaves({k: v for k, v in handed.items() if k != "runtime"})
+    assert len(keys) > 20 and any(k.startswith("data.") for k in keys) == (stage not in ICASSP_TRAINERS)
+    for key in keys:
+        edited = copy.deepcopy(handed)
+        set_key(edited, key, another(copy.deepcopy(_get(handed, key))))
+        if key.removeprefix(f"{stage}.") in BOOKKEEPING_KEYS:
+            assert folder(edited) == same, f"{key} is bookkeeping: same run"
+        else:
+            assert folder(edited) != same, f"{key} decides the run: a new state folder"
+    for key in leaves(handed["runtime"], "runtime"):
+        edited = copy.deepcopy(handed)
+        set_key(edited, key, another(_get(handed, key)))
+        edited["runtime"]["state_dir"] = handed["runtime"]["state_dir"]
+        assert folder(edited) == same, key
+    # the horizon resolves to max_steps when null: the same run as a fixed horizon of that size
+    unfixed = copy.deepcopy(handed)
+    unfixed[stage]["train"] |= {"lr_horizon": None, "max_steps": handed[stage]["train"]["lr_horizon"]}
+    assert folder(unfixed) == same
+    (tmp_path / "data").mkdir()
+    assert folder(handed, [tmp_path / "data"]) == same  # an empty input folder
+    (tmp_path / "data" / "a.png").write_bytes(b"1")
+    assert folder(handed, [tmp_path / "data"]) != same
     (tmp_path / "init").mkdir()
-    assert folder(init_from=str(tmp_path / "init")) != same
+    started = copy.deepcopy(handed)
+    started[stage]["train"]["init_from"] = str(tmp_path / "init")
+    assert folder(started) != same
+
+
+ICASSP_TRAINERS = {f"train_vae_{n}" for n in ("building", "antenna", "radio")} | {
+    "train_ldm_icassp",
+    "train_radiounet_icassp",
+}
+
+
+def _get(tree: dict, dotted: str):
+    for k in dotted.split("."):
+        tree = tree[k]
+    return tree
+
+
+def test_state_key_holds_the_stage_code(monkeypatch, tmp_path):
+    """The key's code part is the sha256 of every file both engines declare for the stage; an edit
+    to one of them (e.g. the VAE loss) gives a new folder, and the fresh run says what changed."""
+    import hashlib
+
+    from radiodiff.pipeline.code_deps import REPO_ROOT, code_deps
+    from radiodiff.train import runs
+
+    digests = runs.code_digests("radiodiff.train.vae")
+    assert sorted(digests) == code_deps("radiodiff.train.vae") and "radiodiff/models/losses.py" in digests
+    assert (
+        digests["radiodiff/models/losses.py"]
+        == hashlib.sha256((REPO_ROOT / "radiodiff/models/losses.py").read_bytes()).hexdigest()[:16]
+    )
+
+    params = {"train_vae_x": {"train": {"lr": 1.0}}, "data": {"split": {"seed": 42}}, "runtime": {"state_dir": "s"}}
+    before = runs.run_state_dir("train_vae_x", "radiodiff.train.vae", params, [])
+    monkeypatch.setattr(runs, "code_digests", lambda h: {**digests, "radiodiff/models/losses.py": "0" * 16})
+    after = runs.run_state_dir("train_vae_x", "radiodiff.train.vae", params, [])
+    assert after != before
+
+    # key.json and what a fresh run says changed since the newest other run of the stage
+    old = runs.state_key_parts("train_vae_x", "radiodiff.train.vae", params, [])
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / runs.KEY_FILE).write_text(json.dumps({**old, "code": digests}))
+    new = runs.state_key_parts("train_vae_x", "radiodiff.train.vae", {**params, "data": {"split": {"seed": 7}}}, [])
+    assert runs.key_changes(json.loads((tmp_path / "old" / runs.KEY_FILE).read_text()), new) == [
+        "params data.split.seed",
+        "code radiodiff/models/losses.py",
+    ]
+
+
+def test_a_fresh_run_records_its_key_and_says_what_changed(tmp_path, capsys):
+    from radiodiff.train import runs
+
+    a = {"stage": "train_x", "params": {"data": {"split": {"seed": 42}}}, "inputs": "1", "code": {"f.py": "a"}}
+    runs.announce_state(tmp_path / "train_x" / "aaaa", a)
+    assert json.loads((tmp_path / "train_x" / "aaaa" / runs.KEY_FILE).read_text()) == a
+    assert capsys.readouterr().err == ""  # the first run of the stage
+    b = {**a, "params": {"data": {"split": {"seed": 7}}}, "code": {"f.py": "b"}}
+    runs.announce_state(tmp_path / "train_x" / "bbbb", b)
+    err = capsys.readouterr().err
+    assert "a new run in" in err and "params data.split.seed, code f.py" in err and "aaaa" in err
 
 
 DRIVER = textwrap.dedent(

@@ -8,6 +8,13 @@ written under a temporary name in ``state_dir`` and renamed into place, so a cra
 leaves the previous checkpoint as the latest complete one. Non-finite weights are never saved.
 With several processes every process writes its part (its RNG state) into one temporary folder
 and the main process completes and renames it.
+
+A checkpoint knows it is whole: its marker records every file's size and xxh3-128 checksum
+(about 25 GB/s here, so verifying a multi-GB state takes seconds). Resuming verifies the
+checkpoint it picks; a damaged one (a truncated or missing file, disk damage, a bad copy) is
+renamed ``damaged-checkpoint-…`` (so saving and pruning never count it), one warning names the
+file, and the run resumes from the previous whole checkpoint. Checkpoints written before the
+marker held checksums are accepted if they load.
 """
 
 from __future__ import annotations
@@ -15,14 +22,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import xxhash
 
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
@@ -32,6 +42,8 @@ CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "checkpoint.json"  # written last: a checkpoint folder without it does not count
 ENGINE_STATE = "engine_state.pt"
 EXPORTS = "exports"  # milestone model exports: state_dir/exports/step-{step:08d}/ (train.export_every)
+DAMAGED_PREFIX = "damaged-"  # a checkpoint that failed verification, set aside (never resumed, pruned or counted)
+CHECKSUM = "xxh3_128"
 
 
 @dataclass
@@ -73,6 +85,52 @@ def list_checkpoints(state_dir: str | os.PathLike) -> list[Path]:
         if m and path.is_dir() and (path / COMPLETE_MARKER).is_file():
             found.append((int(m.group(1)), path))
     return [path for _, path in sorted(found)]
+
+
+def file_checksum(path: Path) -> str:
+    """The xxh3-128 checksum of a file (hex), hashed from a memory map (no copy out of the page
+    cache: about 25 GB/s here, 4× a chunked read)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return xxhash.xxh3_128().hexdigest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return xxhash.xxh3_128(m).hexdigest()
+
+
+def file_records(folder: Path) -> dict[str, dict]:
+    """Size and checksum of every file of a checkpoint folder but its marker, by relative path."""
+    return {
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, CHECKSUM: file_checksum(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() != COMPLETE_MARKER
+    }
+
+
+def damage(ckpt: Path, info: dict) -> str | None:
+    """The first file of ``ckpt`` that differs from its marker's record (missing, another size or
+    checksum), in words; None when every recorded file is whole (or none is recorded: an older
+    checkpoint)."""
+    for name, rec in (info.get("files") or {}).items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != rec["size"]:
+            return f"{path} has {size} bytes, {rec['size']} were saved"
+        if file_checksum(path) != rec[CHECKSUM]:
+            return f"{path} does not match its {CHECKSUM} checksum"
+    return None
+
+
+def set_aside(ckpt: Path, why: str, main: bool = True) -> None:
+    """Rename a damaged checkpoint ``damaged-checkpoint-…`` (the main process) and warn once."""
+    if not main:
+        return
+    dest, n = ckpt.with_name(DAMAGED_PREFIX + ckpt.name), 1
+    while dest.exists():
+        dest, n = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}.{n}"), n + 1
+    ckpt.rename(dest)
+    print(f"radiodiff: warning: {why}: checkpoint set aside as {dest.name}", file=sys.stderr, flush=True)
 
 
 def latest_checkpoint(state_dir: str | os.PathLike) -> Path | None:
@@ -124,11 +182,12 @@ def checkpoint_step(ckpt: Path) -> int:
     return int(ckpt.name.removeprefix(CHECKPOINT_PREFIX))
 
 
-def resumable_checkpoint(state_dir: Path, max_steps: int) -> Path | None:
+def resumable_checkpoint(state_dir: Path, max_steps: int, exclude: frozenset[str] = frozenset()) -> Path | None:
     """The checkpoint a run to ``max_steps`` resumes from: the newest complete one, or, when the
     folder's run went further (``max_steps`` lowered), the one saved at ``max_steps`` exactly.
-    A run cannot be rewound to a step it holds no state for: that is a clear error."""
-    found = list_checkpoints(state_dir)
+    A run cannot be rewound to a step it holds no state for: that is a clear error. Folders
+    named in ``exclude`` (found damaged) do not count."""
+    found = [p for p in list_checkpoints(state_dir) if p.name not in exclude]
     if not found or checkpoint_step(found[-1]) <= max_steps:
         return found[-1] if found else None
     for ckpt in found:
@@ -143,12 +202,36 @@ def resumable_checkpoint(state_dir: Path, max_steps: int) -> Path | None:
 
 def resume(state_dir: Path, accelerator, ema_model: torch.nn.Module, cfg: TrainConfig, n_train: int) -> Counters | None:
     """Load the checkpoint :func:`resumable_checkpoint` picks into the prepared objects and the
-    EMA; None when there is none (a fresh run)."""
-    ckpt = resumable_checkpoint(state_dir, cfg.max_steps)
-    if ckpt is None:
-        return None
-    info = json.loads((ckpt / COMPLETE_MARKER).read_text())
-    _check_resumable(ckpt, info, cfg, n_train, accelerator.num_processes)
+    EMA; None when there is none (a fresh run). The checkpoint is verified first (:func:`damage`);
+    a damaged one is set aside and the previous one tried, and with none left whole the run stops
+    with an error naming the folder (it does not silently start over)."""
+    damaged: list[str] = []
+    while (ckpt := resumable_checkpoint(state_dir, cfg.max_steps, frozenset(damaged))) is not None:
+        try:
+            info = json.loads((ckpt / COMPLETE_MARKER).read_text())
+        except (OSError, ValueError) as e:
+            why = f"{ckpt / COMPLETE_MARKER} does not read ({type(e).__name__})"
+        else:
+            _check_resumable(ckpt, info, cfg, n_train, accelerator.num_processes)
+            why = damage(ckpt, info)
+            if why is None:
+                try:
+                    return _load(ckpt, accelerator, ema_model)
+                except Exception as e:
+                    if info.get("files"):  # verified whole: a failure to load it is not damage
+                        raise
+                    why = f"{ckpt} (saved without checksums) does not load ({type(e).__name__}: {e})"
+        set_aside(ckpt, why, accelerator.is_main_process)
+        damaged.append(ckpt.name)
+    if damaged:
+        raise RadiodiffError(
+            f"{state_dir}: no whole checkpoint left to resume from ({', '.join(damaged)} damaged, set aside as "
+            f"{DAMAGED_PREFIX}*); delete this folder to train the run from its start"
+        )
+    return None
+
+
+def _load(ckpt: Path, accelerator, ema_model: torch.nn.Module) -> Counters:
     accelerator.load_state(str(ckpt))  # weights, optimizers, schedulers, scaler, RNG states
     # on the CPU first: a multi-CPU run's device is "cpu:0", which torch.load cannot map to
     state = torch.load(ckpt / ENGINE_STATE, map_location="cpu", weights_only=True)
@@ -216,6 +299,7 @@ class Saver:
         info = {"step": counters.step, "micro_batches": counters.step * self.cfg.grad_accum, "n_train": self.n_train}
         if self.world > 1:
             info["processes"] = self.world
+        info["files"] = file_records(folder)  # every part, written: the marker is the last file
         write_json(folder / COMPLETE_MARKER, {**info, "config": self.cfg.to_dict()})
 
     def _prune(self) -> None:

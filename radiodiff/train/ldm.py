@@ -327,14 +327,13 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     torch.manual_seed(int(section["train"]["seed"]))  # the U-Net's initial weights
     unet = CondUNet(cfg)
     task = LDMTask(unet, vae, meta, extra_vaes)
-    key = {"params": section, "data": data}
     sources = [*splits.sources, *(Path(vaes[n]) for n in names)]
-    state_dir = run_state_dir(stage, key, sources, params["runtime"])
+    state_dir = run_state_dir(stage, __name__, params, sources)
     task.cache_at = (state_dir / "latents", len(train_set))
     task.preview_every = int(section["previews"]["sample_every"] or 0)
     task.preview_batch = preview_items(val_set, int(section["previews"]["samples"]))
     task.preview_seed = int(section["train"]["seed"])
-    summary = run_training(stage, task, train_set, val_set, section, params["runtime"], key, sources, Path(out))
+    summary = run_training(stage, __name__, task, train_set, val_set, params, sources, Path(out))
     shutil.rmtree(state_dir / "latents", ignore_errors=True)  # the run is over: its encodings are not needed again
     copy_previews(state_dir / PREVIEWS, Path(out) / "previews")
     metrics = {

@@ -72,8 +72,7 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None) -
     torch.manual_seed(int(section["train"]["seed"]))
     net = RadioUNet(cfg)
     task = RadioUNetTask(net, meta)
-    key = {"params": section, "data": data}
-    summary = run_training(stage, task, train_set, val_set, section, params["runtime"], key, splits.sources, Path(out))
+    summary = run_training(stage, __name__, task, train_set, val_set, params, splits.sources, Path(out))
     metrics = {
         **map_model_metrics(summary, section, dataset, meta, net, len(train_set)),
         **run_fields(summary, section),

@@ -154,9 +154,7 @@ def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict
     # (torch's default generator starts from a random seed in each process).
     torch.manual_seed(int(section["train"]["seed"]))
     task = VAETask(cfg, lo, disc_lr=disc_lr, use_edges=lo.get("edge_weight", 0) > 0)
-    summary = run_training(
-        stage, task, train_set, val_set, section, params["runtime"], {"params": section}, sources, out_dir
-    )
+    summary = run_training(stage, __name__, task, train_set, val_set, params, sources, out_dir)
     down = cfg.downsample_factor
     metrics = {
         **{k: summary["val"][k] for k in ("rmse", "psnr", "ssim")},
