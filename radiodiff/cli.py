@@ -28,11 +28,13 @@ from radiodiff.core.params import (
 from radiodiff.pipeline.stages import STAGES
 
 
-def read_params(params_file: str) -> dict:
+def read_params(params_file: str, notice: bool = True) -> dict:
     """The values of ``params_file``; outside a checkout (no ``params.yaml`` here) the schema's
-    defaults, saying so."""
+    defaults, saying so (``notice``: the stage commands do; predict and evaluate --model, made to
+    run on a model folder anywhere, do not)."""
     if params_file == DEFAULT_PARAMS and not Path(params_file).is_file():
-        print(f"radiodiff: no {DEFAULT_PARAMS} here; using the schema's defaults ({schema_path()})", file=sys.stderr)
+        if notice:
+            print(f"radiodiff: no {DEFAULT_PARAMS} here; using the schema's defaults ({schema_path()})", file=sys.stderr)
         return schema_default_params()
     return load_params(params_file)
 
@@ -164,12 +166,12 @@ def cmd_evaluate(args) -> None:
 
     if not (args.root and args.out):
         raise RadiodiffError("evaluate --model: give --root (dataset folder; ICASSP: a crops folder) and --out")
-    p = load_params(args.params) if Path(args.params).is_file() else {}
-    seed = p.get("sample", {}).get("seed", 0) if args.seed is None else args.seed
-    batch = p.get("sample", {}).get("batch_size", 16)
+    p = read_params(args.params, notice=False)  # the schema's defaults outside a checkout
+    sample = p["sample"]
     summary = score_model(
-        args.model, args.root, args.out, data=p.get("data", {}).get("radiomapseer"), steps=args.steps, seed=seed,
-        batch_size=batch, ema=p.get("sample", {}).get("use_ema", True),
+        args.model, args.root, args.out, data=p["data"]["radiomapseer"], steps=args.steps,
+        seed=sample["seed"] if args.seed is None else args.seed, batch_size=sample["batch_size"],
+        ema=sample["use_ema"],
     )  # fmt: skip
     print(headline_table(summary), file=sys.stderr)
 
@@ -189,7 +191,8 @@ def cmd_predict(args) -> None:
             raise DataError(f"{path}: file not found")
     if args.input_dir and not Path(args.input_dir).is_dir():
         raise DataError(f"{args.input_dir}: folder not found")
-    p = load_params(args.params) if args.params and Path(args.params).is_file() else {}
+    p = read_params(args.params, notice=False)  # the schema's defaults outside a checkout
+    sample = p["sample"]
     paths = predict(
         args.model,
         args.out,
@@ -201,12 +204,13 @@ def cmd_predict(args) -> None:
         band=args.band,
         azimuth=args.azimuth,
         input_dir=args.input_dir,
-        data=p.get("data", {}).get("radiomapseer"),
+        data=p["data"]["radiomapseer"],
         steps=args.steps,
-        seed=args.seed,
-        ema=p.get("sample", {}).get("use_ema", True),
+        seed=sample["seed"] if args.seed is None else args.seed,
+        batch_size=sample["batch_size"],
+        ema=sample["use_ema"],
         pixel_size_m=args.metres_per_pixel,
-        window=p.get("sample", {}).get("window"),
+        window=sample["window"],
     )
     for path in paths:
         print(path)
@@ -343,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", help="ICASSP: crop_icassp output")
     p.add_argument("--model", help="score this trained model folder on --root instead (no retraining)")
     p.add_argument("--steps", type=_steps, help="with --model: RadioDiff sampler steps (default: the model's own)")
-    p.add_argument("--seed", type=int, help="with --model: sampling seed (default: params sample.seed, else 0)")
+    p.add_argument("--seed", type=int, help="with --model: sampling seed (default: params sample.seed)")
 
     p = sub.add_parser("predict", help="radio maps from a trained model folder; prints the PNG paths")
     p.add_argument("--model", required=True, help="results/ldm/<dataset>/model or results/radiounet/<dataset>/model")
@@ -364,8 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--azimuth", type=float, default=0.0, help="ICASSP: Tx azimuth in degrees (default 0)")
     p.add_argument("--input-dir", dest="input_dir", help="a RadioMapSeer folder or a crop_icassp folder: predict all")
     p.add_argument("--steps", type=_steps, help="RadioDiff sampler steps (default: the model's own)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--params", default="params.yaml", help="params file for data settings (optional)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: params sample.seed)")
+    p.add_argument(
+        "--params", default="params.yaml",
+        help="params file for the data and sample settings (default params.yaml; without one, the schema's defaults)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
     p = stage_cmd("benchmark", "timed training steps and sampling per trained model", _benchmark)

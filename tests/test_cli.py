@@ -120,3 +120,36 @@ def test_num_processes_launches_the_same_command_under_accelerate(tmp_path, tiny
     monkeypatch.setattr(launch, "devices", lambda: (1, "CUDA GPU(s)"))
     with pytest.raises(ParamsError, match=r"runtime\.num_processes 2 exceeds the 1 CUDA GPU\(s\) of this machine"):
         check_launch("train_radiounet_radiomapseer", params, 2)
+
+
+@pytest.mark.parametrize("with_params", [False, True])
+def test_model_commands_take_their_defaults_from_the_schema_or_the_params(tmp_path, monkeypatch, with_params):
+    """`evaluate --model` and `predict` read sample.seed, batch_size and use_ema (and the window)
+    from params.yaml, or without one from the schema: no default is restated in the CLI (issue 26:
+    it read batch_size 16 where the schema says 32)."""
+    import yaml
+
+    from radiodiff import cli
+    from radiodiff.core.params import schema_default_params
+    from radiodiff.evaluate import predict
+
+    expected = schema_default_params()["sample"]
+    if with_params:
+        params = yaml.safe_load((REPO / "params/ci.yaml").read_text())
+        params["sample"] |= {"seed": 5, "batch_size": 3, "use_ema": False}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        expected = params["sample"]
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(predict, "score_model", lambda *a, **kw: seen.setdefault("evaluate", kw) or {})
+    monkeypatch.setattr(predict, "predict", lambda *a, **kw: seen.setdefault("predict", kw) and [])
+    monkeypatch.setattr("radiodiff.evaluate.scoring.headline_table", lambda summary: "")
+    assert cli.main(["evaluate", "--model", "m", "--root", "r", "--out", "o"]) == 0
+    assert cli.main(["predict", "--model", "m", "--out", "o"]) == 0
+    for command, kw in seen.items():
+        assert (kw["seed"], kw["batch_size"], kw["ema"]) == (
+            expected["seed"],
+            expected["batch_size"],
+            expected["use_ema"],
+        ), command
+    assert seen["predict"]["window"] == expected["window"]

@@ -612,14 +612,15 @@ def icassp_model(tmp_path_factory) -> Path:
     return RadioUNetPipeline(RadioUNet(cfg), meta).save_pretrained(tmp_path_factory.mktemp("model") / "model")
 
 
-def test_predict_whole_icassp_inputs_in_the_challenge_layout(raw, icassp_model, tmp_path, capsys):
+def test_predict_whole_icassp_inputs_in_the_challenge_layout(raw, icassp_model, tmp_path, capsys, monkeypatch):
     """A raw input gives the whole building's map at its size; a raw folder gives every input in
     the challenge's layout (``{task}/B{b}_Ant{a}_f{f}_S{s}.png``, path loss in dB)."""
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the schema's defaults
     from radiodiff.cli import main
 
     sid = discover(raw, TASK3)[0]
     inp = input_path(raw, TASK3, sid)
-    args = ["predict", "--model", str(icassp_model), "--params", "none.yaml"]
+    args = ["predict", "--model", str(icassp_model)]
     assert main([*args, "--input", str(inp), "--pattern", str(pattern_path(raw, sid.antenna)), "--band",
                  str(sid.band), "--out", str(tmp_path / "one")]) == 0  # fmt: skip
     img = read_png(tmp_path / "one" / f"{sid.name}.png", "L")
@@ -636,12 +637,13 @@ def test_predict_whole_icassp_inputs_in_the_challenge_layout(raw, icassp_model, 
     assert len(printed) == sum(len(list((raw / "Inputs" / t).glob("*.png"))) for t in (TASK3, TASK1))
 
 
-def test_predict_whole_icassp_bad_inputs_name_the_file(raw, raw_copy, icassp_model, tmp_path, capsys):
+def test_predict_whole_icassp_bad_inputs_name_the_file(raw, raw_copy, icassp_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the schema's defaults
     from radiodiff.cli import main
 
     sid = discover(raw_copy, TASK3)[0]
     inp, pattern = input_path(raw_copy, TASK3, sid), pattern_path(raw_copy, sid.antenna)
-    args = ["predict", "--model", str(icassp_model), "--params", "none.yaml", "--out", str(tmp_path / "o")]
+    args = ["predict", "--model", str(icassp_model), "--out", str(tmp_path / "o")]
 
     def fails(extra, message):
         assert main([*args, *extra]) == 1

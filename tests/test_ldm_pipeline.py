@@ -178,7 +178,8 @@ def test_pipeline_sampling_is_deterministic_for_a_seed(trained):
     assert float(a.min()) >= 0 and float(a.max()) <= 1
 
 
-def test_predict_a_synthetic_map(trained, tmp_path, capsys):
+def test_predict_a_synthetic_map(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the schema's defaults
     root = trained["root"]
     buildings = root / "png/buildings_complete/0.png"
     b = read_png(buildings, "L") > 127
@@ -186,7 +187,7 @@ def test_predict_a_synthetic_map(trained, tmp_path, capsys):
     out = tmp_path / "pred"
     for model in ("ldm", "radiounet"):
         code = main(["predict", "--model", str(trained["dir"] / model / "model"), "--buildings", str(buildings),
-                     "--tx", f"{free[0]},{free[1]}", "--out", str(out / model), "--params", "none.yaml"])  # fmt: skip
+                     "--tx", f"{free[0]},{free[1]}", "--out", str(out / model)])  # fmt: skip
         assert code == 0
         printed = capsys.readouterr().out.strip().splitlines()
         assert len(printed) == 1 and printed[0].endswith(".png")
@@ -196,7 +197,7 @@ def test_predict_a_synthetic_map(trained, tmp_path, capsys):
         assert img[~b].min() >= 0 and img[~b].max() > 0
     # the folder form: every map and Tx of a RadioMapSeer root
     assert main(["predict", "--model", str(trained["dir"] / "ldm/model"), "--input-dir", str(root),
-                 "--out", str(tmp_path / "all"), "--params", "none.yaml"]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "all")]) == 0  # fmt: skip
     assert len(list((tmp_path / "all").glob("*.png"))) == 10
 
 
@@ -254,12 +255,13 @@ def test_predict_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
     assert "not a trained model folder" in capsys.readouterr().err
 
 
-def test_evaluate_a_model_on_another_root(trained, real_root, tmp_path, capsys):
+def test_evaluate_a_model_on_another_root(trained, real_root, tmp_path, capsys, monkeypatch):
     """`radiodiff evaluate --model --root` on the real samples (no retraining)."""
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the schema's defaults
     # the real maps are 256 px at 1 m/pixel; the model runs at 32 px as trained
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(trained["dir"] / "ldm/model"), "--root", str(real_root),
-                 "--out", str(out), "--params", "none.yaml"]) == 0  # fmt: skip
+                 "--out", str(out)]) == 0  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert {"radiodiff", "physics", "protocol"} <= set(summary)
     assert summary["protocol"]["maps"] == 4 and summary["radiodiff"]["n_images"] == 4

@@ -210,3 +210,20 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     assert len(fig.axes) == 2 and any(line.get_linestyle() == "--" for line in fig.axes[0].lines)
     write("radiounet/radiomapseer/train_log.csv", log.drop(columns="wall_s"))  # a log from before wall_s
     assert _learning_curves(tmp_path, "radiomapseer", {}) == []
+
+
+def test_departures_follow_the_runs_block_style():
+    """The Swin and U-Net rows describe the blocks the run trained (issue 26: the paper presets run
+    the original's blocks, and the report described the light ones)."""
+    from radiodiff.report.texts import departures
+
+    def unet_rows(styles):
+        return {r[0]: r[2] for r in departures(styles) if r[0].startswith(("U-Net", "Swin"))}
+
+    light = unet_rows({"radiomapseer": "light", "icassp": "light"})
+    assert set(light) == {"Swin condition encoder", "U-Net details"} and "space-to-depth" in light["U-Net details"]
+    original = unet_rows({"radiomapseer": "original", "icassp": "original"})
+    assert "original's blocks" in original["U-Net details"] and "torchvision" in original["Swin condition encoder"]
+    mixed = unet_rows({"radiomapseer": "original", "icassp": "light"})
+    assert "original's blocks" in mixed["U-Net details (RadioMapSeer)"]
+    assert "space-to-depth" in mixed["U-Net details (ICASSP 2025 (indoor))"]

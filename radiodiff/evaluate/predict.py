@@ -28,6 +28,7 @@ import torch
 from radiodiff.core.encodings import unit_to_gray, unit_to_pl_png
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_dir, read_png, write_png
+from radiodiff.core.params import schema_defaults
 from radiodiff.core.progress import progress_bar
 from radiodiff.data.arrange_icassp import RawSamples, arranged_input, tx_in_wall
 from radiodiff.data.icassp import (
@@ -45,7 +46,15 @@ from radiodiff.evaluate.whole_maps import icassp_whole, radiomapseer_whole
 from radiodiff.models.pipelines import load_pipeline
 from radiodiff.physics.antenna import read_pattern
 
-RADIOMAPSEER_DEFAULTS = {"simulation": "DPM", "gain_threshold": 0.0}
+
+def _sampling_defaults(seed, batch_size, ema) -> tuple[int, int, bool]:
+    """``seed``, ``batch_size`` and ``ema``, each None taking the schema's ``sample`` default."""
+    d = schema_defaults("properties/sample")
+    return (
+        d["seed"] if seed is None else seed,
+        d["batch_size"] if batch_size is None else batch_size,
+        d["use_ema"] if ema is None else ema,
+    )
 
 
 def radiomapseer_input(pipe, buildings_png, tx_rc, cars_png=None, pixel_size_m: float = 1.0, **sampling):
@@ -105,7 +114,12 @@ def _folder_splits(pipe, root, data: dict | None):
     """The adapter of a whole folder for a model: its dataset, its resolution, the data settings."""
     dataset = pipe.meta["dataset"]
     if dataset == "radiomapseer":
-        data = {**RADIOMAPSEER_DEFAULTS, **(data or {}), "image_size": int(pipe.meta["image_size"])}
+        defaults = schema_defaults("properties/data/properties/radiomapseer")
+        data = {
+            **{k: defaults[k] for k in ("simulation", "gain_threshold")},
+            **(data or {}),
+            "image_size": int(pipe.meta["image_size"]),
+        }
     return map_splits(dataset, root, data)
 
 
@@ -123,16 +137,18 @@ def predict(
     input_dir=None,
     data: dict | None = None,
     steps=None,
-    seed: int = 0,
-    batch_size: int = 16,
-    ema: bool = True,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    ema: bool | None = None,
     pixel_size_m: float = 1.0,
     window: dict | None = None,
 ) -> list[Path]:
     """Predict and write PNGs into ``out`` with the model's EMA (``ema``) or raw weights; returns
     their paths. A single input is predicted whole, at its own size, by sliding windows at the
     model's resolution (``window``: ``sample.window``'s keys); ``input_dir`` predicts every test
-    item of a RadioMapSeer or crop_icassp folder at the model's resolution."""
+    item of a RadioMapSeer or crop_icassp folder at the model's resolution. ``seed``,
+    ``batch_size`` and ``ema`` left None take the schema's ``sample`` defaults."""
+    seed, batch_size, ema = _sampling_defaults(seed, batch_size, ema)
     pipe = load_pipeline(model_dir, ema=ema)
     dataset = pipe.meta["dataset"]
     out = Path(out)
@@ -160,7 +176,14 @@ def predict(
 
 
 def score_model(
-    model_dir, root, out_dir, data: dict | None = None, steps=None, seed: int = 0, batch_size: int = 16, ema=True
+    model_dir,
+    root,
+    out_dir,
+    data: dict | None = None,
+    steps=None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    ema: bool | None = None,
 ):
     """Score a trained model on every sample of another dataset root, without retraining.
 
@@ -169,8 +192,10 @@ def score_model(
     when it has one, else one fitted on ``root`` itself, which favours the baseline). ICASSP:
     ``root`` is a crop_icassp output folder (run arrange and crop on the real data first); all
     its crops are scored. Writes ``summary.json`` and ``per_sample.csv`` into ``out_dir``. ``ema``:
-    the model's EMA weights, else its raw training weights.
+    the model's EMA weights, else its raw training weights (``seed``, ``batch_size`` and ``ema``
+    left None: the schema's ``sample`` defaults).
     """
+    seed, batch_size, ema = _sampling_defaults(seed, batch_size, ema)
     pipe = load_pipeline(model_dir, ema=ema)
     method = "radiodiff" if (Path(model_dir) / "radiodiff.json").is_file() else "radiounet"
     dataset = pipe.meta["dataset"]

@@ -19,10 +19,8 @@ import torch
 from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, channel_to_model
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.data.radiomapseer import make_condition
-from radiodiff.evaluate.windows import Tiling, model_shape, predict_windows
+from radiodiff.evaluate.windows import Tiling, model_shape, predict_windows, window_settings
 from radiodiff.models.pipelines import metres_per_pixel
-
-WINDOW_DEFAULTS = {"mode": "joint", "overlap": 0.25, "batch_size": 16}
 
 
 def resize(image: np.ndarray, shape: tuple[int, int], area: bool) -> np.ndarray:
@@ -74,7 +72,7 @@ def radiomapseer_whole(
         pixel_size_m=pixel_size_m,
     )
     small, tiling = predict_windows(
-        pipe, torch.from_numpy(cond), **{**WINDOW_DEFAULTS, **(window or {})}, steps=steps, generator=generator
+        pipe, torch.from_numpy(cond), **window_settings(window), steps=steps, generator=generator
     )
     gain = resize(small[0].numpy(), buildings.shape, area=False)
     gain[buildings] = 0.0
@@ -89,7 +87,5 @@ def icassp_whole(
     shape = model_shape(arranged.shape[:2], ICASSP_PIXEL_SIZE_M, metres_per_pixel(pipe.meta))
     image = resize(arranged.astype(np.float32), shape, area=True)
     cond = torch.from_numpy(channel_to_model(image.transpose(2, 0, 1)).astype(np.float32))
-    small, tiling = predict_windows(
-        pipe, cond, **{**WINDOW_DEFAULTS, **(window or {})}, steps=steps, generator=generator
-    )
+    small, tiling = predict_windows(pipe, cond, **window_settings(window), steps=steps, generator=generator)
     return resize(small[0].numpy(), arranged.shape[:2], area=False), tiling

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from radiodiff.core.errors import ParamsError
+from radiodiff.core.params import schema_defaults
 from radiodiff.diffusion import const_sde
 
 MODES = ("joint", "independent")
@@ -126,14 +127,21 @@ def _batches(origins, batch_size: int):
         yield origins[i : i + batch_size]
 
 
+def window_settings(window: dict | None = None) -> dict:
+    """``sample.window``'s overlap, batch_size and mode: those of ``window`` (any of its keys),
+    the rest the schema's defaults (the one place they live)."""
+    defaults = schema_defaults("properties/sample/properties/window")
+    return {k: (window or {}).get(k, defaults[k]) for k in ("overlap", "batch_size", "mode")}
+
+
 @torch.no_grad()
 def predict_windows(
     pipe,
     condition: torch.Tensor,
     *,
-    overlap: float = 0.25,
-    batch_size: int = 16,
-    mode: str = "joint",
+    overlap: float | None = None,
+    batch_size: int | None = None,
+    mode: str | None = None,
     steps: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, Tiling]:
@@ -141,7 +149,10 @@ def predict_windows(
     (3, H, W) in [−1, 1] at its resolution, by sliding windows; and the tiling used.
 
     ``mode``: RadioDiff's ``joint`` (MultiDiffusion) or ``independent`` windows; RadioUNet always
-    predicts windows independently. ``steps``: RadioDiff's sampler steps (None = its own)."""
+    predicts windows independently. ``steps``: RadioDiff's sampler steps (None = its own).
+    ``overlap``, ``batch_size`` and ``mode`` left None take ``sample.window``'s schema defaults."""
+    given = {"overlap": overlap, "batch_size": batch_size, "mode": mode}
+    overlap, batch_size, mode = window_settings({k: v for k, v in given.items() if v is not None}).values()
     if mode not in MODES:
         raise ParamsError(f"sample.window.mode: expected one of {MODES}, got {mode!r}")
     if not isinstance(batch_size, int) or batch_size < 1:

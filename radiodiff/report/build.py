@@ -33,7 +33,7 @@ from radiodiff.report.sections import (
     versions,
     whole_building_section,
 )
-from radiodiff.report.texts import DATASETS, DEPARTURES
+from radiodiff.report.texts import DATASETS, departures
 
 
 def build_report(
@@ -76,7 +76,9 @@ def build_report(
         dag = dag_section(doc, params)
 
         doc.heading("Where radiodiff departs from the paper and the original code", 2, "departures")
-        doc.table([{"topic": a, "paper / original code": b, "radiodiff": c, "why": d} for a, b, c, d in DEPARTURES])
+        styles = {d: params[f"train_ldm_{d}"]["model"]["block_style"] for d in DATASETS}
+        rows = departures(styles)
+        doc.table([{"topic": a, "paper / original code": b, "radiodiff": c, "why": d} for a, b, c, d in rows])
         doc.heading("Provenance", 2, "provenance")
         doc.heading("Data", 3, "provenance-data")
         doc.table(provenance_rows(params, validation))

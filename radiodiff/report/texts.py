@@ -26,7 +26,8 @@ PUBLISHED_ICASSP = (
     "Challenge winners, weighted RMSE over tasks 1–3 (real data): SIP2Net 9.41 dB, IPP-Net 9.50 dB, TerRaIn 10.32 dB."
 )
 
-# Where radiodiff departs from the paper and the original code, and why.
+# Where radiodiff departs from the paper and the original code, and why (the rows that do not
+# depend on the run; :func:`departures` adds the network's rows for the run's block styles).
 DEPARTURES = (
     (
         "Data",
@@ -45,12 +46,6 @@ DEPARTURES = (
         "VAE 150 k steps, LDM 50 k steps",
         "hundreds to a few thousand steps (paper preset: as published)",
         "CPU budget; curves show what is left on the table",
-    ),
-    (
-        "Swin condition encoder",
-        "Swin-B, ImageNet-pretrained",
-        "timm Swin sized from params, trained from scratch unless a local checkpoint is configured",
-        "no pretrained weights can be downloaded here; random weights are never passed off as pretrained",
     ),
     (
         "Third condition channel",
@@ -81,13 +76,6 @@ DEPARTURES = (
         "the EMA of a short run is the better model; the recipes score as published",
     ),
     (
-        "U-Net details",
-        "strided/heavy downsampling convs, 7×7 stem, 3×3 AFT conv, BatchNorm projections (~137 M without the backbone)",
-        "space-to-depth + 1×1 downsampling, LayerNorm before the Swin projections "
-        "(paper config: 123 M outside the Swin)",
-        "written from the paper's description, not from its code",
-    ),
-    (
         "PSNR / SSIM",
         "torchmetrics without `data_range` (range inferred from each image)",
         "data range 1, stated in every summary",
@@ -116,3 +104,49 @@ DEPARTURES = (
         "a no-training floor every learned model must beat",
     ),
 )
+
+# The network's rows per ``train_ldm_*.model.block_style``: (Swin row, U-Net row), each
+# (radiodiff, why); the paper / original-code column is the same for both styles.
+SWIN_PAPER = "Swin-B, ImageNet-pretrained"
+UNET_PAPER = (
+    "strided/heavy downsampling convs, 7×7 stem, 3×3 AFT conv, BatchNorm projections (~137 M without the backbone)"
+)
+NETWORK_ROWS = {
+    "light": (
+        (
+            "timm Swin sized from params, trained from scratch unless a local checkpoint is configured",
+            "no pretrained weights can be downloaded here; random weights are never passed off as pretrained",
+        ),
+        (
+            "radiodiff's light blocks: space-to-depth + 1×1 downsampling, LayerNorm before the Swin projections "
+            "(paper config: 123 M outside the Swin)",
+            "fewer FLOPs for the CPU presets; written from the paper's description, not from its code",
+        ),
+    ),
+    "original": (
+        (
+            "torchvision's Swin, as the original code builds it, sized from params, trained from scratch unless a "
+            "local torchvision checkpoint is configured",
+            "no pretrained weights can be downloaded here; random weights are never passed off as pretrained",
+        ),
+        (
+            "the original's blocks shape for shape (`block_style: original`; paper config 137.1 M outside "
+            "Swin-B with AFT)",
+            "none: the same network (the original's checkpoints import, `radiodiff import radiodiff-checkpoint`)",
+        ),
+    ),
+}
+
+
+def departures(block_styles: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """:data:`DEPARTURES` with the Swin and U-Net rows of the run's ``block_styles`` (dataset name
+    -> ``train_ldm_{dataset}.model.block_style``), one pair per style the run used."""
+    swin_rows, unet_rows = [], []
+    styles = sorted(set(block_styles.values()))
+    for style in styles:
+        which = [DATASETS.get(d, d) for d, s in block_styles.items() if s == style]
+        where = f" ({', '.join(which)})" if len(styles) > 1 else ""
+        (swin, swin_why), (unet, unet_why) = NETWORK_ROWS[style]
+        swin_rows.append(("Swin condition encoder" + where, SWIN_PAPER, swin, swin_why))
+        unet_rows.append(("U-Net details" + where, UNET_PAPER, unet, unet_why))
+    return [*DEPARTURES[:3], *swin_rows, *DEPARTURES[3:-4], *unet_rows, *DEPARTURES[-4:]]
