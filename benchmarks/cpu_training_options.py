@@ -37,7 +37,6 @@ import torch
 from radiodiff.core.params import read_yaml
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.pipelines import load_pipeline
-from radiodiff.models.radiodiff import RadioDiffPipeline
 from radiodiff.train.ldm import LDMTask
 from radiodiff.train.radiounet import RadioUNetTask
 from radiodiff.train.vae import VAETask
@@ -70,15 +69,14 @@ def vae_task(folder: Path, params: dict, batch: int):
 
 def map_task(folder: Path, batch: int):
     pipe = load_pipeline(folder)
-    size = int(pipe.meta["image_size"])
+    size = pipe.grid_px
     g = torch.Generator().manual_seed(0)
     data = {
         "condition": torch.rand(batch, 3, size, size, generator=g) * 2 - 1,
         "target": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
     }
-    if isinstance(pipe, RadioDiffPipeline):
-        return LDMTask.from_pipeline(pipe, unet=copy.deepcopy(pipe.unet)), data
-    return RadioUNetTask(copy.deepcopy(pipe.net), pipe.meta), data
+    task_class = LDMTask if pipe.is_latent else RadioUNetTask
+    return task_class(pipe.with_network(copy.deepcopy(pipe.network))), data
 
 
 def run_option(make, option: dict, steps: int, warmup: int, loss_steps: int) -> dict:

@@ -48,12 +48,12 @@ def peak_rss_mb() -> float:
 def unet_step(pipe: RadioDiffPipeline, batch: int, steps: int, warmup: int) -> dict:
     """The U-Net's training step (loss, backward, AdamW) on cached encodings of a random batch."""
     g = torch.Generator().manual_seed(0)
-    size = int(pipe.meta["image_size"])
+    size = pipe.grid_px
     data = {
         "condition": torch.rand(batch, 3, size, size, generator=g) * 2 - 1,
         "target": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
     }
-    task = LDMTask.from_pipeline(pipe, unet=copy.deepcopy(pipe.unet))
+    task = LDMTask(pipe.with_network(copy.deepcopy(pipe.network)))
     with torch.no_grad():
         encodings = task.encodings(data)
     task.encodings = lambda batch, mask=None: encodings  # the latent cache's role
@@ -92,15 +92,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     pipe = load_pipeline(args.model).eval()
-    if not isinstance(pipe, RadioDiffPipeline):
+    if not pipe.is_latent:
         ap.error(f"{args.model}: not an LDM model folder")
-    unet = pipe.unet
+    unet = pipe.network
     result = {
         "model": str(args.model),
         "device": platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "image_size": pipe.meta["image_size"],
+        "image_size": pipe.grid_px,
         "parameters": unet.num_parameters(),
         "unet": [],
         "ldm": [],

@@ -38,8 +38,7 @@ from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZ
 from radiodiff.core.io import write_json
 from radiodiff.evaluate.sampling import default_device, sampling_precision
 from radiodiff.evaluate.windows import model_shape, predict_windows
-from radiodiff.models.pipelines import load_pipeline, metres_per_pixel
-from radiodiff.models.radiodiff import RadioDiffPipeline
+from radiodiff.models.pipelines import load_pipeline
 from radiodiff.physics.baselines import icassp_physics_unit, radiomapseer_physics
 from radiodiff.train.ldm import LDMTask
 from radiodiff.train.radiounet import RadioUNetTask
@@ -100,7 +99,7 @@ def throughput(flops: float, seconds: float, peak: float) -> dict:
 
 
 def _condition(pipe, batch: int, device, generator) -> torch.Tensor:
-    size = int(pipe.meta["image_size"])
+    size = pipe.grid_px
     return (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(device)
 
 
@@ -109,11 +108,9 @@ def _task_and_batch(pipe, batch: int, device, generator):
     cond = _condition(pipe, batch, device, generator)
     size = cond.shape[-1]
     data = {"condition": cond, "target": torch.rand(batch, 1, size, size, generator=generator).to(device) * 2 - 1}
-    if isinstance(pipe, RadioDiffPipeline):
-        # the LDM's step includes its frozen VAEs' encoding of the batch, as in training
-        task = LDMTask.from_pipeline(pipe, unet=copy.deepcopy(pipe.unet).to(device))
-    else:
-        task = RadioUNetTask(copy.deepcopy(pipe.net).to(device), pipe.meta)
+    # the LDM's step includes its frozen VAEs' encoding of the batch, as in training
+    task_class = LDMTask if pipe.is_latent else RadioUNetTask
+    task = task_class(pipe.with_network(copy.deepcopy(pipe.network).to(device)))
     task.model.train()
     return task, data
 
@@ -182,8 +179,8 @@ def time_whole_map(pipe, size_px, window: dict, device, repeats: int) -> dict:
     """Milliseconds per whole map of ``size_px`` (W, H) at the dataset's pixel size (RadioMapSeer
     1 m, ICASSP 0.25 m), predicted by sliding windows (:func:`predict_windows`, median of
     ``repeats`` maps after an untimed one); RadioDiff at its own sampler steps."""
-    pixel = RADIOMAPSEER_PIXEL_SIZE_M if pipe.meta["dataset"] == "radiomapseer" else ICASSP_PIXEL_SIZE_M
-    grid = model_shape((int(size_px[1]), int(size_px[0])), pixel, metres_per_pixel(pipe.meta))
+    pixel = RADIOMAPSEER_PIXEL_SIZE_M if pipe.dataset == "radiomapseer" else ICASSP_PIXEL_SIZE_M
+    grid = model_shape((int(size_px[1]), int(size_px[0])), pixel, pipe.metres_per_pixel)
     cond = torch.rand(3, *grid, generator=torch.Generator().manual_seed(2)) * 2 - 1
     gen = torch.Generator(device=device).manual_seed(0)
     times = []
@@ -198,7 +195,7 @@ def time_whole_map(pipe, size_px, window: dict, device, repeats: int) -> dict:
         "size_px": [int(v) for v in size_px],
         "model_grid": list(grid),
         "windows": len(tiling.origins),
-        "mode": window["mode"] if hasattr(pipe, "unet") else "independent",
+        "mode": window["mode"] if pipe.is_latent else "independent",
         "ms_per_map": 1000 * float(np.median(times)),
     }
 
@@ -237,24 +234,22 @@ def run(params: dict, models: list, out) -> dict:
     sample_peak = result.get("device_peak_flops_bfloat16", {}).get("flop_per_s", peak) if precision == "bf16" else peak
     for model_dir in models:
         pipe = load_pipeline(model_dir).to(device).eval()
-        kind = "radiodiff" if isinstance(pipe, RadioDiffPipeline) else "radiounet"
-        key = f"{kind}/{pipe.meta['dataset']}"
-        entry = {"model": str(model_dir), "image_size": pipe.meta["image_size"]}
+        kind = pipe.kind
+        key = f"{kind}/{pipe.dataset}"
+        entry = {"model": str(model_dir), "image_size": pipe.grid_px}
         train = time_training(pipe, b["train_batch_size"], b["train_steps"], b["warmup_steps"], device)
         entry["train"] = {**train, **throughput(train["flops_per_step"], train["ms_per_step"] / 1000, peak)}
         sampling = (b["sample_batch_size"], b["sample_repeats"], device, sample_peak)
         with sampling_precision(device, precision):  # sample.precision, as the sample stages
-            if kind == "radiodiff":
+            if pipe.is_latent:
                 per_n = {str(n): _sampling_entry(pipe, *sampling, n) for n in b["radiodiff_steps"]}
                 entry["sample_ms_per_map"] = {n: ms for n, (ms, _) in per_n.items()}
                 entry["sample_flops"] = {n: flops for n, (_, flops) in per_n.items()}
             else:
                 entry["sample_ms_per_map"], entry["sample_flops"] = _sampling_entry(pipe, *sampling)
-            size = b["whole_map_px"][pipe.meta["dataset"]]
+            size = b["whole_map_px"][pipe.dataset]
             entry["whole_map"] = time_whole_map(pipe, size, window, device, b["sample_repeats"])
         result["models"][key] = entry
-        result["physics"].setdefault(
-            pipe.meta["dataset"], time_physics(pipe.meta["dataset"], int(pipe.meta["image_size"]))
-        )
+        result["physics"].setdefault(pipe.dataset, time_physics(pipe.dataset, pipe.grid_px))
     write_json(Path(out), result)
     return {"stage": "benchmark", "out": str(out), "models": list(result["models"])}

@@ -100,7 +100,7 @@ def test_a_dec2024_checkpoint_leaves_the_aft_weights_out(checkpoints, tmp_path):
     folder, _, _ = checkpoints
     _import(folder, tmp_path / "dec", version="dec2024")
     pipe = RadioDiffPipeline.from_pretrained(tmp_path / "dec")
-    assert pipe.unet.config.aft is False and pipe.meta["weighting"] == "dec2024"
+    assert pipe.unet.config.aft is False and pipe.record.weighting == "dec2024"
 
 
 def test_a_truncated_checkpoint_is_one_clear_error_and_writes_nothing(checkpoints, tmp_path):

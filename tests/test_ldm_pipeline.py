@@ -12,7 +12,7 @@ import torch
 
 from radiodiff import benchmark
 from radiodiff.cli import main
-from radiodiff.core.errors import DataError
+from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_png
 from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSplits, dihedral
 from radiodiff.evaluate.sampling import predict_items
@@ -128,7 +128,7 @@ def test_bf16_sampling_is_an_option(trained):
     from radiodiff.evaluate.sampling import predict_batches
 
     pipe = load_pipeline(trained["dir"] / "ldm/model")
-    items = RadioMapSeerSplits(trained["root"], DATA).items("test", pipe.meta)
+    items = RadioMapSeerSplits(trained["root"], DATA).items("test", pipe.condition, pipe.physics_exponent)
     cpu = torch.device("cpu")
     maps = {
         p: torch.cat([raw for _, _, raw in predict_batches(pipe, items, 2, 0, 4, cpu, precision=p)])
@@ -148,8 +148,8 @@ def test_validation_and_test_sampling_are_one_sampler(trained):
     from radiodiff.train.engine import _isolated_rng
 
     pipe = load_pipeline(trained["dir"] / "ldm/model")
-    task = LDMTask.from_pipeline(pipe)
-    items = RadioMapSeerSplits(trained["root"], DATA).items("val", pipe.meta).stacked()
+    task = LDMTask(pipe)
+    items = RadioMapSeerSplits(trained["root"], DATA).items("val", pipe.condition, pipe.physics_exponent).stacked()
     batch = {k: v for k, v in items.tensors.items()}
     a = task.predict(pipe, batch, 3, torch.Generator().manual_seed(4))
     b, _ = predict_items(pipe, items, 3, 4, batch_size=len(items), device=torch.device("cpu"))
@@ -225,9 +225,44 @@ def test_joint_windows_sample_a_map_larger_than_a_window(trained):
     assert float(a.min()) >= 0 and float(a.max()) <= 1
 
 
+def test_a_folder_written_before_the_record_keys_existed_loads_with_their_defaults(trained, tmp_path):
+    """Today's folders, stripped of the keys added to radiodiff.json / radiounet.json since they
+    were first written, load through the typed record, which fills them in one place (the
+    metres per pixel from the dataset's geometry, the loss weighting and L1 from the schema, skip
+    and t_eps as RadioDiff's, no raw-weights note), and sample as before."""
+    import shutil
+
+    from radiodiff.core.params import schema_defaults
+    from radiodiff.diffusion.const_sde import T_EPS
+
+    added = ("metres_per_pixel", "weights", "weighting", "l1", "skip", "t_eps", "extra_scale_factors", "imported")
+    for name, file in (("ldm", "radiodiff.json"), ("radiounet", "radiounet.json")):
+        old = tmp_path / name
+        shutil.copytree(trained["dir"] / name / "model", old)
+        record = json.loads((old / file).read_text())
+        assert {"metres_per_pixel", "weights"} <= set(record)
+        (old / file).write_text(json.dumps({k: v for k, v in record.items() if k not in added}))
+        pipe, today = load_pipeline(old), load_pipeline(trained["dir"] / name / "model")
+        assert pipe.metres_per_pixel == 256 / 32 and today.metres_per_pixel == 2.0  # RadioMapSeer's 256 m
+        assert (pipe.grid_px, pipe.condition, pipe.physics_exponent) == (32, "physics", record["physics_exponent"])
+        assert pipe.record.weights is None and pipe.is_latent == (name == "ldm")
+        if name == "ldm":
+            defaults = schema_defaults("$defs/ldm_stage/properties/diffusion")
+            assert (pipe.record.weighting, pipe.record.l1) == (defaults["weighting"], defaults["l1"])
+            assert (pipe.record.skip, pipe.record.t_eps, pipe.record.extra_scale_factors) == (True, T_EPS, {})
+            assert pipe.steps_for(None) == record["sampling_steps"] and pipe.steps_for(3) == 3
+        cond = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        a = pipe(cond, generator=torch.Generator().manual_seed(1))
+        b = today(cond, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b)  # the same networks and settings: the same maps
+    (old / "radiounet.json").write_text(json.dumps({**record, "colour": "red"}))
+    with pytest.raises(RadiodiffError, match=r"radiounet\.json: .*unknown key\(s\) \['colour'\]"):
+        load_pipeline(old)
+
+
 def test_model_folders_record_their_metres_per_pixel(trained):
     for name in ("ldm", "radiounet"):
-        assert load_pipeline(trained["dir"] / name / "model").meta["metres_per_pixel"] == 2.0  # 64 m over 32 px
+        assert load_pipeline(trained["dir"] / name / "model").metres_per_pixel == 2.0  # 64 m over 32 px
 
 
 @pytest.mark.parametrize(
@@ -417,17 +452,17 @@ def test_latent_cache_encodes_each_item_once_and_survives_a_restart(trained, tmp
     """The LDM's training items are encoded once into the run's file-backed store; a new task on
     the same folder (a resumed run) reads the stored values; a store of another shape restarts."""
     from radiodiff.data.items import radiomapseer_items
-    from radiodiff.train import ldm
+    from radiodiff.models import radiodiff as pipeline_module
 
     pipe = RadioDiffPipeline.from_pretrained(trained["dir"] / "ldm" / "model")
     items = radiomapseer_items(trained["root"], "train", DATA, "physics", 2.0)
     batch = torch.utils.data.default_collate([items[j] for j in (0, 2, 3)])
     calls = []
-    encode = ldm.encode_posterior
-    monkeypatch.setattr(ldm, "encode_posterior", lambda vae, x: calls.append(len(x)) or encode(vae, x))
+    encode = pipeline_module.encode_posterior
+    monkeypatch.setattr(pipeline_module, "encode_posterior", lambda vae, x: calls.append(len(x)) or encode(vae, x))
 
     def task():
-        t = LDMTask.from_pipeline(pipe)
+        t = LDMTask(pipe)
         t.cache_at = (tmp_path / "latents", len(items))
         return t
 

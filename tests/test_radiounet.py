@@ -148,9 +148,8 @@ def test_init_from_loads_the_network_of_the_model_class_or_names_the_mismatch(tm
     pipeline's sub-folder); another class or a tensor of another shape is a clear error."""
     torch.manual_seed(0)
     source = RadioUNet(TINY)
-    pipe_dir = RadioUNetPipeline(source, {"dataset": "radiomapseer", "image_size": 32}).save_pretrained(
-        tmp_path / "pipe"
-    )
+    record = {"dataset": "radiomapseer", "condition": "static", "image_size": 32}
+    pipe_dir = RadioUNetPipeline(source, record).save_pretrained(tmp_path / "pipe")
     torch.manual_seed(1)
     target = RadioUNet(TINY)
     assert load_network_weights(target, pipe_dir) == pipe_dir / "net"

@@ -16,6 +16,7 @@ from radiodiff.data.radiomapseer import make_condition
 from radiodiff.evaluate import score_full
 from radiodiff.evaluate.whole_maps import radiomapseer_whole
 from radiodiff.evaluate.windows import Tiling, blend_weight, predict_windows, window_origins
+from radiodiff.models.map_model import MapModel, MapModelRecord
 from radiodiff.physics.baselines import log_distance_unit
 
 
@@ -43,23 +44,21 @@ def test_blend_weight_is_positive_and_peaks_at_the_centre():
     assert float(w.min()) > 0 and float(w[7, 7]) == pytest.approx(float(w.max()))
 
 
-class PhysicsEcho(torch.nn.Module):
+class PhysicsEcho(MapModel):
     """A stand-in RadioMapSeer model whose map is its condition's physics channel: stitching it
     must give back the whole map's log-distance prior."""
+
+    kind, is_latent = "echo", False
 
     def __init__(self, size=32, metres=2.0):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))
-        self.meta = {
-            "dataset": "radiomapseer",
-            "condition": "physics",
-            "physics_exponent": 2.5,
-            "image_size": size,
-            "metres_per_pixel": metres,
-        }
+        self.record = MapModelRecord(
+            dataset="radiomapseer", condition="physics", physics_exponent=2.5, image_size=size, metres_per_pixel=metres
+        )
 
     def forward(self, condition, steps=None, generator=None):
-        assert condition.shape[-2:] == (self.meta["image_size"],) * 2
+        assert condition.shape[-2:] == (self.grid_px,) * 2
         return (condition[:, 2:3] + 1.0) / 2.0
 
 

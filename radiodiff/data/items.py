@@ -397,17 +397,17 @@ class RadioMapSeerSplits:
         }
         return train, val, meta
 
-    def items(self, split: str, meta: dict | None = None, maps=None) -> RadioMapSeerItems:
-        """A split's items (read when asked for) with a trained model's own condition and exponent
-        (``meta``), or with the static condition (for scoring: targets, buildings, Tx)."""
-        if meta is None:
-            return radiomapseer_items(self.root, split, self.data, "static", 2.0, maps=maps)
-        exponent = meta.get("physics_exponent") or 2.0
-        return radiomapseer_items(self.root, split, self.data, meta["condition"], exponent, maps=maps)
+    def items(
+        self, split: str, condition: str | None = None, exponent: float | None = None, maps=None
+    ) -> RadioMapSeerItems:
+        """A split's items (read when asked for) with a trained model's own ``condition`` and
+        physics ``exponent`` (None: 2), or with the static condition (no ``condition``; for
+        scoring: targets, buildings, Tx)."""
+        return radiomapseer_items(self.root, split, self.data, condition or "static", exponent or 2.0, maps=maps)
 
-    def all_items(self, meta: dict | None = None) -> StackedItems:
+    def all_items(self, condition: str | None = None, exponent: float | None = None) -> StackedItems:
         """Every map and Tx of the folder, in memory."""
-        return self.items("all", meta, maps=list(discover_maps(self.root))).stacked()
+        return self.items("all", condition, exponent, maps=list(discover_maps(self.root))).stacked()
 
     def physics(self, tensors: dict[str, torch.Tensor], exponent: float) -> torch.Tensor:
         """The log-distance baseline's maps (N, 1, S, S) on the unit scale, buildings 0, for a
@@ -490,11 +490,11 @@ class ICASSPSplits:
         meta = {"condition": "arranged", "image_size": size, "metres_per_pixel": ICASSP_PIXEL_SIZE_M}
         return train, val, meta
 
-    def items(self, split: str, meta: dict | None = None) -> ICASSPItems:
-        """A split's crops, read when asked for."""
+    def items(self, split: str, condition: str | None = None, exponent: float | None = None) -> ICASSPItems:
+        """A split's crops, read when asked for (one condition: the arranged channels)."""
         return icassp_items(self.root, split)
 
-    def all_items(self, meta: dict | None = None) -> StackedItems:
+    def all_items(self, condition: str | None = None, exponent: float | None = None) -> StackedItems:
         """Every crop of every split, in memory."""
         splits = {r["split"] for r in read_metadata(self.root / "metadata.csv")}
         return concat_items([self.items(s).stacked() for s in ("train", "val", "test") if s in splits])

@@ -112,13 +112,13 @@ def raw_icassp_folder(pipe, root, out, **sampling) -> list[Path]:
 
 def _folder_splits(pipe, root, data: dict | None):
     """The adapter of a whole folder for a model: its dataset, its resolution, the data settings."""
-    dataset = pipe.meta["dataset"]
+    dataset = pipe.dataset
     if dataset == "radiomapseer":
         defaults = schema_defaults("properties/data/properties/radiomapseer")
         data = {
             **{k: defaults[k] for k in ("simulation", "gain_threshold")},
             **(data or {}),
-            "image_size": int(pipe.meta["image_size"]),
+            "image_size": pipe.grid_px,
         }
     return map_splits(dataset, root, data)
 
@@ -150,13 +150,13 @@ def predict(
     ``batch_size`` and ``ema`` left None take the schema's ``sample`` defaults."""
     seed, batch_size, ema = _sampling_defaults(seed, batch_size, ema)
     pipe = load_pipeline(model_dir, ema=ema)
-    dataset = pipe.meta["dataset"]
+    dataset = pipe.dataset
     out = Path(out)
     sampling = {"window": window, "steps": steps, "generator": torch.Generator().manual_seed(seed)}
     if input_dir is not None and dataset == "icassp" and (Path(input_dir) / "Inputs").is_dir():
         return raw_icassp_folder(pipe, input_dir, out, **sampling)
     if input_dir is not None:
-        items = _folder_splits(pipe, input_dir, data).all_items(pipe.meta)
+        items = _folder_splits(pipe, input_dir, data).all_items(pipe.condition, pipe.physics_exponent)
         pred, _ = predict_items(pipe, items, steps, seed, batch_size, default_device())
         write_maps(out, items.names, pred, dataset, items.tensors.get("valid"))
         return [out / f"{n}.png" for n in items.names]
@@ -197,15 +197,14 @@ def score_model(
     """
     seed, batch_size, ema = _sampling_defaults(seed, batch_size, ema)
     pipe = load_pipeline(model_dir, ema=ema)
-    method = "radiodiff" if (Path(model_dir) / "radiodiff.json").is_file() else "radiounet"
-    dataset = pipe.meta["dataset"]
+    method, dataset = pipe.kind, pipe.dataset
     device = default_device()
     splits = _folder_splits(pipe, root, data)
-    items = splits.all_items(pipe.meta)
+    items = splits.all_items(pipe.condition, pipe.physics_exponent)
     pred, seconds = predict_items(pipe, items, steps, seed, batch_size, device)
     exponent = None
     if dataset == "radiomapseer":
-        exponent = pipe.meta.get("physics_exponent") or splits.fit_exponent(items)
+        exponent = pipe.physics_exponent or splits.fit_exponent(items)
     t0 = time.perf_counter()
     phys = splits.physics(items.tensors, exponent)
     phys_s = time.perf_counter() - t0

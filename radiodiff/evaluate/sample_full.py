@@ -25,10 +25,10 @@ from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_dir, read_png, write_json, write_png
 from radiodiff.core.progress import progress_bar
 from radiodiff.data.icassp import held_out_rows
-from radiodiff.evaluate.sampling import Clock, default_device, sampling_precision, timing
+from radiodiff.evaluate.sampling import Clock, check_model, default_device, sampling_precision, timing
 from radiodiff.evaluate.whole_maps import icassp_whole
 from radiodiff.evaluate.windows import MODES
-from radiodiff.models.pipelines import load_pipeline, metres_per_pixel
+from radiodiff.models.pipelines import load_pipeline
 
 
 def read_arranged(arranged, row: dict) -> np.ndarray:
@@ -45,10 +45,10 @@ def read_arranged(arranged, row: dict) -> np.ndarray:
 def geometry(pipe, window: dict, mode: str) -> dict:
     """What the evaluate stage needs to rebuild a method's tiling."""
     return {
-        "window_px": int(pipe.meta["image_size"]),
-        "step_px": pipe.vae.downsample_factor if hasattr(pipe, "vae") else 1,
+        "window_px": pipe.grid_px,
+        "step_px": pipe.latent_step,
         "overlap": window["overlap"],
-        "metres_per_pixel": metres_per_pixel(pipe.meta),
+        "metres_per_pixel": pipe.metres_per_pixel,
         "mode": mode,
     }
 
@@ -70,10 +70,8 @@ def run(params: dict, arranged, ldm, radiounet, out, device=None) -> dict:
     with atomic_dir(out) as tmp:
         for method, model_dir, mode in runs:
             pipe = load_pipeline(model_dir, ema=sample["use_ema"]).to(device)
-            if pipe.meta.get("dataset") != "icassp":
-                raise RadiodiffError(f"{model_dir}: a {pipe.meta.get('dataset')} model, not an icassp one")
-            latent = method.startswith("radiodiff")
-            steps = sample["steps"] if latent else None
+            check_model(pipe, "icassp", None, model_dir)
+            steps = pipe.steps_for(sample["steps"])
             generator = torch.Generator(device=device).manual_seed(sample["seed"])
             settings = {"mode": mode, "overlap": window["overlap"], "batch_size": window["batch_size"]}
             clock, bar = Clock(device), progress_bar(f"sample_icassp_full {method}")
@@ -84,7 +82,6 @@ def run(params: dict, arranged, ldm, radiounet, out, device=None) -> dict:
                     unit, _ = icassp_whole(pipe, image, window=settings, steps=steps, generator=generator)
                 write_png(tmp / method / f"{row['name']}.png", unit_to_pl_png(unit))
                 bar(i + 1, len(rows))
-            steps = pipe.meta["sampling_steps"] if latent and steps is None else steps
             methods[method] = {
                 **timing(clock.seconds, len(rows), device, steps, sample["seed"], str(model_dir)),
                 **geometry(pipe, window, mode),

@@ -127,13 +127,15 @@ class FloatMaps:
         del self.array
 
 
-def check_model(pipe, dataset: str, image_size: int, where) -> None:
-    """A trained model folder fits the data: same dataset, same resolution."""
-    if pipe.meta.get("dataset") != dataset:
-        raise RadiodiffError(f"{where}: a {pipe.meta.get('dataset')} model, not a {dataset} one")
-    if int(pipe.meta.get("image_size", image_size)) != int(image_size):
+def check_model(pipe, dataset: str, image_size: int | None, where) -> None:
+    """A trained model folder fits the data: same dataset and (unless ``image_size`` is None)
+    same resolution."""
+    if pipe.dataset != dataset:
+        article = "an" if dataset == "icassp" else "a"
+        raise RadiodiffError(f"{where}: a {pipe.dataset} model, not {article} {dataset} one")
+    if image_size is not None and pipe.grid_px != int(image_size):
         raise RadiodiffError(
-            f"{where}: trained at {pipe.meta['image_size']} px, the data is at {image_size} px "
+            f"{where}: trained at {pipe.grid_px} px, the data is at {image_size} px "
             "(data.radiomapseer.image_size / crop_icassp.size_px)"
         )
 
@@ -165,8 +167,8 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
         for method, model_dir in (("radiodiff", ldm), ("radiounet", radiounet)):
             pipe = load_pipeline(model_dir, ema=sample["use_ema"])
             check_model(pipe, dataset, splits.image_size, model_dir)
-            items = splits.items("test", pipe.meta)
-            steps = sample["steps"] if method == "radiodiff" else None
+            items = splits.items("test", pipe.condition, pipe.physics_exponent)
+            steps = pipe.steps_for(sample["steps"])
             clock = Clock(device)
             floats = FloatMaps(tmp / "float", method, len(items), splits.image_size) if keep_float else None
             batches = predict_batches(
@@ -179,7 +181,7 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
             if floats:
                 floats.close()
             seeds = [sample["seed"]]
-            if method == "radiodiff":  # the other seeds' samples: the spread of RadioDiff's metrics
+            if pipe.is_latent:  # the other seeds' samples: the spread of RadioDiff's metrics
                 for seed in range(sample["seed"] + 1, sample["seed"] + sample["seeds"]):
                     again = predict_batches(
                         pipe, items, steps, seed, sample["batch_size"], device, None, sample["precision"]
@@ -189,9 +191,8 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
                             tmp / SEEDS_FOLDER / f"seed-{seed}", batch["name"], pred, dataset, batch.get("valid")
                         )
                     seeds.append(seed)
-            steps = pipe.meta["sampling_steps"] if method == "radiodiff" and steps is None else steps
             methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
-            if method == "radiodiff":
+            if pipe.is_latent:
                 methods[method]["seeds"] = seeds
             methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
             methods[method]["precision"] = sample["precision"]

@@ -20,7 +20,6 @@ from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, channel_to_model
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.data.radiomapseer import make_condition
 from radiodiff.evaluate.windows import Tiling, model_shape, predict_windows, window_settings
-from radiodiff.models.pipelines import metres_per_pixel
 
 
 def resize(image: np.ndarray, shape: tuple[int, int], area: bool) -> np.ndarray:
@@ -57,17 +56,17 @@ def radiomapseer_whole(
     tx = check_tx(tx_rc, buildings.shape, where)
     if buildings[tx]:
         raise DataError(f"{where}: Tx (row {tx[0]}, col {tx[1]}) lies inside a building")
-    if pipe.meta["condition"] == "dynamic" and cars is None:
+    if pipe.condition == "dynamic" and cars is None:
         raise RadiodiffError("this model was trained on the dynamic condition: give --cars PNG")
     if cars is not None and cars.shape != buildings.shape:
         raise DataError(f"{where}: the cars mask is {cars.shape[1]}×{cars.shape[0]}, the buildings are not")
-    shape = model_shape(buildings.shape, pixel_size_m, metres_per_pixel(pipe.meta))
+    shape = model_shape(buildings.shape, pixel_size_m, pipe.metres_per_pixel)
     cond, _, _ = make_condition(
         buildings,
         tx,
         shape,
-        pipe.meta["condition"],
-        pipe.meta.get("physics_exponent") or 2.0,
+        pipe.condition,
+        pipe.physics_exponent or 2.0,
         cars,
         pixel_size_m=pixel_size_m,
     )
@@ -84,7 +83,7 @@ def icassp_whole(
 ) -> tuple[np.ndarray, Tiling]:
     """The path-loss map (H, W) on the unit scale of an arranged ICASSP input (H, W, 3) uint8 at
     0.25 m/pixel; and the tiling (at the model's grid)."""
-    shape = model_shape(arranged.shape[:2], ICASSP_PIXEL_SIZE_M, metres_per_pixel(pipe.meta))
+    shape = model_shape(arranged.shape[:2], ICASSP_PIXEL_SIZE_M, pipe.metres_per_pixel)
     image = resize(arranged.astype(np.float32), shape, area=True)
     cond = torch.from_numpy(channel_to_model(image.transpose(2, 0, 1)).astype(np.float32))
     small, tiling = predict_windows(pipe, cond, **window_settings(window), steps=steps, generator=generator)

@@ -28,7 +28,6 @@ import torch
 
 from radiodiff.core.errors import ParamsError
 from radiodiff.core.params import schema_defaults
-from radiodiff.diffusion import const_sde
 
 MODES = ("joint", "independent")
 PAD_VALUE = -1.0  # the model encoding of 0: an empty pixel, as the crops pad
@@ -157,18 +156,16 @@ def predict_windows(
         raise ParamsError(f"sample.window.mode: expected one of {MODES}, got {mode!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ParamsError(f"sample.window.batch_size: expected an integer >= 1, got {batch_size!r}")
-    size = int(pipe.meta["image_size"])
+    size = pipe.grid_px
     device = next(pipe.parameters()).device
-    latent = hasattr(pipe, "unet")
-    step = pipe.vae.downsample_factor if latent else 1
+    step = pipe.latent_step
     tiling = Tiling.of(tuple(condition.shape[-2:]), size, overlap, step)
     padded = tiling.pad(condition.float().cpu())
     out = Canvas(1, tiling.padded, size)
-    if latent and mode == "joint":
+    if pipe.is_latent and mode == "joint":
         z0 = _joint_latent(pipe, padded, tiling, batch_size, steps, generator, device)
         for group in _batches(tiling.origins, batch_size):
-            x = pipe.vae.decode(tiling.cut(z0, group, step).to(device) / pipe.meta["scale_factor"])
-            out.add(((x + 1.0) / 2.0).clamp(0.0, 1.0), group)
+            out.add(pipe.decode(tiling.cut(z0, group, step).to(device)), group)
     else:
         for group in _batches(tiling.origins, batch_size):
             out.add(pipe(tiling.cut(padded, group).to(device), steps=steps, generator=generator), group)
@@ -177,25 +174,20 @@ def predict_windows(
 
 def _joint_latent(pipe, padded, tiling: Tiling, batch_size, steps, generator, device) -> torch.Tensor:
     """MultiDiffusion: the whole map's latent z0 (C, h, w), the windows reconciled at every step."""
-    f = pipe.vae.downsample_factor
-    steps = pipe.meta["sampling_steps"] if steps is None else steps
+    f = pipe.latent_step
     groups = list(_batches(tiling.origins, batch_size))
     conditions = [tiling.cut(padded, g) for g in groups]
     extras = [pipe.extra_latents(c.to(device)) for c in conditions]  # ICASSP condition latents, once
-    channels = pipe.unet.config.latent_channels
-    skip = pipe.meta.get("skip", True)
+    denoisers = [pipe.denoiser(c.to(device), e) for c, e in zip(conditions, extras, strict=True)]
+    channels = pipe.latent_channels
 
     def denoise(z, t):  # z: (1, C, h, w) canvas
         acc_c, acc_e = Canvas(channels, tiling.padded, tiling.size, f), Canvas(channels, tiling.padded, tiling.size, f)
-        for group, cond, extra in zip(groups, conditions, extras, strict=True):
-            zw = tiling.cut(z[0].cpu(), group, f).to(device)
-            tw = t[:1].expand(len(group))
-            f_c, f_e = pipe.unet(zw, tw, cond.to(device), extra)
-            c, e = const_sde.skip_parameterization(zw, tw, f_c, f_e) if skip else (f_c, f_e)
+        for group, window_denoiser in zip(groups, denoisers, strict=True):
+            c, e = window_denoiser(tiling.cut(z[0].cpu(), group, f).to(device), t[:1].expand(len(group)))
             acc_c.add(c, group)
             acc_e.add(e, group)
         return acc_c.mean()[None].to(z), acc_e.mean()[None].to(z)
 
     shape = (1, channels, tiling.padded[0] // f, tiling.padded[1] // f)
-    eps = pipe.meta.get("t_eps", const_sde.T_EPS)
-    return const_sde.sample(denoise, shape, steps, generator=generator, device=device, eps=eps)[0].cpu()
+    return pipe.sample_latent(denoise, shape, steps, generator, device)[0].cpu()

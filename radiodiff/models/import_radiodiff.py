@@ -40,6 +40,7 @@ from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.cond_unet import CondUNet, CondUNetConfig
+from radiodiff.models.map_model import RadioDiffRecord
 from radiodiff.models.radiodiff import RadioDiffPipeline
 
 __all__ = ["VERSIONS", "import_checkpoint", "map_unet_state", "map_vae_state", "unet_config", "vae_config"]
@@ -374,21 +375,21 @@ def import_checkpoint(
     autoencoder = AutoencoderKL(vcfg)
     autoencoder.load_state_dict(vae_state, strict=True)
     _, weighting = VERSIONS[version]
-    meta = {
-        "dataset": "radiomapseer",
-        "sampling_steps": int(sampling_steps),
-        "t_eps": 1e-4,
-        "skip": True,
-        "weighting": weighting,
-        "l1": True,
-        "condition": condition,
-        "physics_exponent": None,
-        "image_size": int(image_size),
-        "metres_per_pixel": 1.0,
-        "scale_factor": float(scale),
-        "imported": {"vae": str(vae_path), "ldm": str(ldm_path), "version": version, "ema": bool(ema)},
-    }
-    pipe = RadioDiffPipeline(unet.eval(), autoencoder.eval(), meta)
+    record = RadioDiffRecord(
+        dataset="radiomapseer",
+        sampling_steps=int(sampling_steps),
+        t_eps=1e-4,
+        skip=True,
+        weighting=weighting,
+        l1=True,
+        condition=condition,
+        physics_exponent=None,
+        image_size=int(image_size),
+        metres_per_pixel=1.0,
+        scale_factor=float(scale),
+        imported={"vae": str(vae_path), "ldm": str(ldm_path), "version": version, "ema": bool(ema)},
+    )
+    pipe = RadioDiffPipeline(unet.eval(), autoencoder.eval(), record)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp, raw_unet=unet_raw.eval())
     return {

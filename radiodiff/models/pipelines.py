@@ -1,13 +1,13 @@
 """Trained model folders of either kind: :func:`load_pipeline` opens a RadioDiff folder
 (:class:`~radiodiff.models.radiodiff.RadioDiffPipeline`) or a RadioUNet one
-(:class:`~radiodiff.models.radiounet.RadioUNetPipeline`) by what it holds."""
+(:class:`~radiodiff.models.radiounet.RadioUNetPipeline`) by what it holds; both offer the face of
+:class:`~radiodiff.models.map_model.MapModel`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZE_M, RADIOMAPSEER_SIDE_PX
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.models.radiodiff import RADIODIFF_JSON, RadioDiffPipeline
 from radiodiff.models.radiounet import RADIOUNET_JSON, RadioUNetPipeline
@@ -29,14 +29,3 @@ def load_pipeline(
         f"{directory}: not a trained model folder (no {RADIODIFF_JSON} or {RADIOUNET_JSON}; "
         "use results/ldm/<dataset>/model or results/radiounet/<dataset>/model)"
     )
-
-
-def metres_per_pixel(meta: dict) -> float:
-    """The metres per pixel a trained model works at (``metres_per_pixel`` of its folder; a folder
-    written before the key existed: RadioMapSeer's 256 m side over its image size, ICASSP's
-    0.25 m, as the training data had)."""
-    if meta.get("metres_per_pixel"):
-        return float(meta["metres_per_pixel"])
-    if meta.get("dataset") == "radiomapseer":
-        return RADIOMAPSEER_SIDE_PX * RADIOMAPSEER_PIXEL_SIZE_M / int(meta["image_size"])
-    return ICASSP_PIXEL_SIZE_M

@@ -14,6 +14,7 @@ round-trips to ``config.json`` beside the weights (``save_pretrained`` / ``from_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.core.io import read_json, write_json
 from radiodiff.models.autoencoder import group_norm
+from radiodiff.models.map_model import MapModel, MapModelRecord
 from radiodiff.models.persistence import RAW_SUFFIX, ConfigMixin, PretrainedMixin, weights_folder
 
 __all__ = ["NORMS", "RadioUNet", "RadioUNetConfig", "RadioUNetPipeline"]
@@ -198,19 +199,25 @@ class RadioUNet(PretrainedMixin, nn.Module):
         return self.conv_out(h)
 
 
-RADIOUNET_JSON = "radiounet.json"
+RADIOUNET_JSON = MapModelRecord.config_label
 
 
-class RadioUNetPipeline(torch.nn.Module):
+class RadioUNetPipeline(MapModel):
     """The supervised baseline: one forward pass, output mapped from [−1, 1] to [0, 1]."""
 
-    def __init__(self, net: RadioUNet, meta: dict):
+    kind = "radiounet"
+    is_latent = False
+
+    def __init__(self, net: RadioUNet, record: MapModelRecord | dict):
         super().__init__()
-        self.net, self.meta = net, dict(meta)
+        self.net, self.record = net, MapModelRecord.of(record)
 
     @property
-    def dataset(self) -> str:
-        return self.meta["dataset"]
+    def network(self) -> RadioUNet:
+        return self.net
+
+    def with_network(self, network: RadioUNet) -> RadioUNetPipeline:
+        return RadioUNetPipeline(network, self.record)
 
     @torch.no_grad()
     def forward(self, condition: torch.Tensor, steps=None, generator=None) -> torch.Tensor:
@@ -221,11 +228,11 @@ class RadioUNetPipeline(torch.nn.Module):
         the training weights themselves, when given) and ``radiounet.json``."""
         directory = Path(directory)
         self.net.save_pretrained(directory / "net")
-        meta = dict(self.meta)
+        record = dataclasses.replace(self.record)
         if raw_net is not None:
             raw_net.save_pretrained(directory / f"net{RAW_SUFFIX}")
-            meta["weights"] = {"net": "EMA of the training weights", f"net{RAW_SUFFIX}": "training weights (raw)"}
-        write_json(directory / RADIOUNET_JSON, meta)
+            record.weights = {"net": "EMA of the training weights", f"net{RAW_SUFFIX}": "training weights (raw)"}
+        record.write(directory)
         return directory
 
     @classmethod
@@ -233,4 +240,4 @@ class RadioUNetPipeline(torch.nn.Module):
         """A trained folder with its EMA weights (``ema``) or its raw training weights."""
         directory = Path(directory)
         net = RadioUNet.from_pretrained(weights_folder(directory, "net", ema))
-        return cls(net, read_json(directory / RADIOUNET_JSON)).to(device).eval()
+        return cls(net, MapModelRecord.read(directory)).to(device).eval()

@@ -27,13 +27,13 @@ import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import write_json
-from radiodiff.core.params import schema_defaults
 from radiodiff.data.items import map_splits
 from radiodiff.diffusion import const_sde
 from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
-from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, condition_latents, icassp_extra_images
+from radiodiff.models.map_model import RadioDiffRecord
+from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, encode_posterior, icassp_extra_images
 from radiodiff.train.engine import PREVIEWS
 from radiodiff.train.previews import copy_previews, preview_grid, preview_items
 from radiodiff.train.runs import map_model_metrics, run_fields, run_state_dir, run_training
@@ -41,15 +41,6 @@ from radiodiff.train.runs import map_model_metrics, run_fields, run_state_dir, r
 # Items per batch of the pass that measures latent scales (VAE attention: 4096² per item at 256²).
 SCALE_BATCH = 16
 SCALE_ITEMS = 1024  # at most this many training samples (evenly spaced, unflipped) measure them
-
-
-def encode_posterior(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of ``images`` under a frozen VAE, in fp32 (outside any autocast),
-    on the VAE's device."""
-    device = next(vae.parameters()).device
-    with torch.no_grad(), torch.autocast(device.type, enabled=False):
-        post = vae.encode(images.to(device, torch.float32))
-    return post.mean, post.std
 
 
 class LatentCache:
@@ -151,17 +142,14 @@ def latent_scales(train_set, vae, extra_vaes: dict, scale_value, workers: int, k
 class LDMTask:
     """The latent diffusion model as the engine sees it: one optimizer (the U-Net, Swin included).
 
-    ``meta`` is what the exported folder records (``radiodiff.json``): dataset, condition, latent
-    scale factors and the diffusion settings (weighting, l1, skip, t_eps, sampling_steps).
+    ``pipe`` is the pipeline being trained: the U-Net, the frozen VAEs and the record the exported
+    folder keeps (``radiodiff.json``: dataset, condition, latent scale factors and the diffusion
+    settings: weighting, l1, skip, t_eps, sampling_steps).
     """
 
-    def __init__(self, unet: CondUNet, vae: AutoencoderKL, meta: dict, extra_vaes=None):
-        self.model = unet
-        self.vae = vae.eval().requires_grad_(False)
-        # ICASSP: the condition VAEs, frozen, exported with the model
-        self.extra_vaes = {k: v.eval().requires_grad_(False) for k, v in (extra_vaes or {}).items()}
-        self.meta = meta
-        self.scale = meta["scale_factor"]
+    def __init__(self, pipe: RadioDiffPipeline):
+        self.pipe, self.model, self.record = pipe, pipe.network, pipe.record
+        pipe.freeze_first_stage()  # the VAEs encode, never train (the ICASSP condition VAEs export with it)
         # The training items' encodings on disk (see LatentCache): folder and item count, set by
         # the stage; None encodes every batch anew (e.g. the benchmark's batches).
         self.cache_at: tuple[Path, int] | None = None
@@ -169,27 +157,13 @@ class LDMTask:
         # Sample previews (the engine's optional hook), set by the stage: every preview_every
         # steps, a grid of preview_batch (fixed validation items); none by default.
         self.preview_every, self.preview_batch, self.preview_seed = 0, None, 0
-
-    def _place(self, device: torch.device) -> None:
-        """The frozen VAEs on the training device (the engine prepares only ``modules()``)."""
-        for v in (self.vae, *self.extra_vaes.values()):
-            if next(v.parameters()).device != device:
-                v.to(device)
-
-    @classmethod
-    def from_pipeline(cls, pipe: RadioDiffPipeline, unet: CondUNet | None = None) -> LDMTask:
-        """The task of a trained model folder (e.g. to time its training steps), optionally with
-        another U-Net (a copy to train). Folders written before ``radiodiff.json`` recorded the
-        loss weighting and L1 term take the schema's defaults."""
-        defaults = schema_defaults("$defs/ldm_stage/properties/diffusion")
-        meta = {"weighting": defaults["weighting"], "l1": defaults["l1"], **pipe.meta}
-        return cls(unet if unet is not None else pipe.unet, pipe.vae, meta, dict(pipe.extra_vaes))
+        self.preview_gain_threshold = 0.0  # RadioMapSeer: the gray encoding's floor, for dB
 
     def param_groups(self):
         return [("unet", list(self.model.parameters()), {})]
 
     def modules(self):
-        return {"unet": self.model, "vae": self.vae}
+        return self.pipe.training_modules()
 
     def encodings(self, batch, mask=None):
         """The target's posterior mean and std and the ICASSP condition latents (or None) of the
@@ -197,16 +171,16 @@ class LDMTask:
         target, cond = batch["target"], batch["condition"]
         if mask is not None:
             target, cond = target[mask], cond[mask]
-        mean, std = encode_posterior(self.vae, target)
-        return mean, std, condition_latents(self.extra_vaes, self.meta.get("extra_scale_factors"), cond)
+        mean, std = self.pipe.target_posterior(target)
+        return mean, std, self.pipe.extra_latents(cond)
 
     def _cached_encodings(self, batch):
         """:meth:`encodings` through the run's :class:`LatentCache` (items encoded once)."""
         if self._cache is None:
             folder, n = self.cache_at
-            side = batch["target"].shape[-1] // self.vae.config.downsample_factor
-            extra_c = sum(int(v.config.embed_dim) for v in self.extra_vaes.values())
-            self._shapes = ((int(self.vae.config.embed_dim), side, side), (extra_c, side, side) if extra_c else None)
+            side = batch["target"].shape[-1] // self.pipe.latent_step
+            extra_c = self.pipe.extra_latent_channels
+            self._shapes = ((self.pipe.latent_channels, side, side), (extra_c, side, side) if extra_c else None)
             width = 2 * int(np.prod(self._shapes[0])) + (extra_c * side * side)
             self._cache = LatentCache(folder, n, width)
 
@@ -223,21 +197,22 @@ class LDMTask:
 
     def loss(self, batch, step: int, opt_index: int):
         cond = batch["condition"]
-        self._place(cond.device)
+        self.pipe.place_first_stage(cond.device)
         if self.cache_at is not None and "index" in batch:
             mean, std, extra = self._cached_encodings(batch)
         else:
             mean, std, extra = self.encodings(batch)
-        z0 = self.scale * (mean + std * torch.randn_like(std))
-        t = const_sde.sample_time(z0.shape[0], self.meta["t_eps"], device=z0.device)
+        r = self.record
+        z0 = self.pipe.scale_factor * (mean + std * torch.randn_like(std))
+        t = const_sde.sample_time(z0.shape[0], r.t_eps, device=z0.device)
         noise = torch.randn_like(z0)
         z_t = const_sde.forward_process(z0, t, noise)
         f_c, f_e = self.model(z_t, t, cond, extra)
-        c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e) if self.meta["skip"] else (f_c, f_e)
-        return const_sde.diffusion_loss(c, e, z0, noise, t, self.meta["weighting"], self.meta["l1"])
+        c, e = const_sde.skip_parameterization(z_t, t, f_c, f_e) if r.skip else (f_c, f_e)
+        return const_sde.diffusion_loss(c, e, z0, noise, t, r.weighting, r.l1)
 
     def pipeline(self, model) -> RadioDiffPipeline:
-        return RadioDiffPipeline(model, self.vae, self.meta, self.extra_vaes)
+        return self.pipe.with_network(model)
 
     @staticmethod
     @torch.no_grad()
@@ -256,14 +231,15 @@ class LDMTask:
         from accelerate.utils import send_to_device
 
         device = next(model.parameters()).device
-        self._place(device)
+        self.pipe.place_first_stage(device)
         batch = send_to_device(self.preview_batch, device)
         gen = torch.Generator(device=device).manual_seed(self.preview_seed)
-        return preview_grid(batch, self.predict(self.pipeline(model), batch, generator=gen), self.meta)
+        pred = self.predict(self.pipeline(model), batch, generator=gen)
+        return preview_grid(batch, pred, self.pipe.dataset, self.preview_gain_threshold)
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
-        self._place(next(model.parameters()).device)
+        self.pipe.place_first_stage(next(model.parameters()).device)
         pipe = self.pipeline(model)
         return loader_means(lambda batch: self.predict(pipe, batch), loader)
 
@@ -291,12 +267,7 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     diff = section["diffusion"]
     const_sde.step_sizes(diff["sampling_steps"], diff["t_eps"])  # validate early
     splits = map_splits(dataset, source, data, arranged)
-    train_set, val_set, meta = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
-    meta = {
-        "dataset": dataset,
-        **{k: diff[k] for k in ("sampling_steps", "t_eps", "skip", "weighting", "l1")},
-        **meta,
-    }
+    train_set, val_set, recorded = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     vae = AutoencoderKL.from_pretrained(vaes[names[0]]).eval()
     extra_vaes = {}  # ICASSP: the condition VAEs, exported with the model
     if dataset == "icassp":
@@ -307,40 +278,41 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
         train_set, vae, extra_vaes, diff["scale_factor"], params["runtime"]["num_workers"],
         f"{stage}.diffusion.scale_factor",
     )  # fmt: skip
-    meta["scale_factor"] = scale
-    if extra_vaes:
-        meta["extra_scale_factors"] = extra_scales
+    record = RadioDiffRecord(
+        dataset=dataset,
+        **{k: diff[k] for k in ("sampling_steps", "t_eps", "skip", "weighting", "l1")},
+        **recorded,
+        scale_factor=scale,
+        extra_scale_factors=extra_scales if extra_vaes else {},
+    )
 
-    image_size = int(meta["image_size"])
-    latent_shape = [
-        int(vae.config.embed_dim),
-        image_size // vae.config.downsample_factor,
-        image_size // vae.config.downsample_factor,
-    ]
+    side = record.image_size // vae.config.downsample_factor
+    latent_shape = [int(vae.config.embed_dim), side, side]
     cfg = CondUNetConfig.from_params(
         section["model"],
         latent_channels=latent_shape[0],
         extra_channels=sum(int(v.config.embed_dim) for v in extra_vaes.values()),
         cond_channels=3,
-        image_size=image_size,
+        image_size=record.image_size,
     )
     torch.manual_seed(int(section["train"]["seed"]))  # the U-Net's initial weights
     unet = CondUNet(cfg)
-    task = LDMTask(unet, vae, meta, extra_vaes)
+    task = LDMTask(RadioDiffPipeline(unet, vae, record, extra_vaes))
     sources = [*splits.sources, *(Path(vaes[n]) for n in names)]
     state_dir = run_state_dir(stage, __name__, params, sources)
     task.cache_at = (state_dir / "latents", len(train_set))
     task.preview_every = int(section["previews"]["sample_every"] or 0)
     task.preview_batch = preview_items(val_set, int(section["previews"]["samples"]))
     task.preview_seed = int(section["train"]["seed"])
+    task.preview_gain_threshold = float(data["gain_threshold"]) if data else 0.0
     summary = run_training(stage, __name__, task, train_set, val_set, params, sources, Path(out))
     shutil.rmtree(state_dir / "latents", ignore_errors=True)  # the run is over: its encodings are not needed again
     copy_previews(state_dir / PREVIEWS, Path(out) / "previews")
     metrics = {
-        **map_model_metrics(summary, section, dataset, meta, unet, len(train_set)),
+        **map_model_metrics(summary, section, record, unet, len(train_set)),
         "sampling_steps": diff["sampling_steps"],
         "latent_shape": latent_shape,
-        "scale_factor": meta["scale_factor"],
+        "scale_factor": record.scale_factor,
         "parameters_without_swin": unet.num_parameters() - sum(p.numel() for p in swin_parameters(unet)),
         **run_fields(summary, section),
     }

@@ -40,10 +40,11 @@ def preview_items(val_set, count: int) -> dict | None:
     return default_collate([val_set[i] for i in range(min(count, len(val_set)))])
 
 
-def to_db(unit: np.ndarray, meta: dict) -> np.ndarray:
-    """Maps on [0, 1] in the dataset's dB: RadioMapSeer gain, ICASSP path loss."""
-    if meta["dataset"] == "radiomapseer":
-        return np.asarray(unit_to_gain_db(unit, float(meta.get("gain_threshold", 0.0))), np.float32)
+def to_db(unit: np.ndarray, dataset: str, gain_threshold: float = 0.0) -> np.ndarray:
+    """Maps on [0, 1] in the dataset's dB: RadioMapSeer gain (its gray encoding's floor
+    ``gain_threshold``), ICASSP path loss."""
+    if dataset == "radiomapseer":
+        return np.asarray(unit_to_gain_db(unit, float(gain_threshold)), np.float32)
     return np.asarray(unit_to_pl_db(unit), np.float32)
 
 
@@ -64,15 +65,18 @@ def _condition_rgb(condition: np.ndarray) -> np.ndarray:
     return (c.transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
-def preview_grid(batch: dict, pred: torch.Tensor, meta: dict) -> tuple[np.ndarray, list[float]]:
+def preview_grid(
+    batch: dict, pred: torch.Tensor, dataset: str, gain_threshold: float = 0.0
+) -> tuple[np.ndarray, list[float]]:
     """The grid (H×W×3 uint8) of a batch's condition, truth, prediction (on [0, 1]) and error in
-    dB, and each item's RMSE in dB over its scored pixels."""
+    the dataset's dB (:func:`to_db`), and each item's RMSE in dB over its scored pixels."""
     truth = ((batch["target"].float().cpu() + 1) / 2).clamp(0, 1).numpy()[:, 0]
     pred = pred.float().cpu().clamp(0, 1).numpy()[:, 0]
     valid = batch["valid"].cpu().numpy()[:, 0] > 0.5 if "valid" in batch else np.ones_like(truth, dtype=bool)
     rows, rmses = [], []
     for i in range(truth.shape[0]):
-        t_db, p_db, ok = to_db(truth[i], meta), to_db(pred[i], meta), valid[i]
+        t_db, p_db = to_db(truth[i], dataset, gain_threshold), to_db(pred[i], dataset, gain_threshold)
+        ok = valid[i]
         err = np.abs(p_db - t_db)
         lo, hi = (float(t_db[ok].min()), float(t_db[ok].max())) if ok.any() else (0.0, 1.0)
         rmses.append(float(np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else float("nan"))

@@ -16,13 +16,17 @@ from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import write_json
 from radiodiff.data.items import map_splits
 from radiodiff.metrics import loader_means, zero_buildings
+from radiodiff.models.map_model import MapModelRecord
 from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig, RadioUNetPipeline
 from radiodiff.train.runs import map_model_metrics, run_fields, run_training
 
 
 class RadioUNetTask:
-    def __init__(self, net: RadioUNet, meta: dict):
-        self.model, self.meta = net, meta
+    """The supervised baseline as the engine sees it: ``pipe`` is the pipeline being trained (its
+    network and the record its folder keeps)."""
+
+    def __init__(self, pipe: RadioUNetPipeline):
+        self.pipe, self.model = pipe, pipe.network
 
     def param_groups(self):
         return [("net", list(self.model.parameters()), {})]
@@ -41,7 +45,7 @@ class RadioUNetTask:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
-        pipe = RadioUNetPipeline(model, self.meta)
+        pipe = self.pipe.with_network(model)
 
         def predict(batch):
             pred = pipe(batch["condition"])
@@ -50,7 +54,7 @@ class RadioUNetTask:
         return loader_means(predict, loader)
 
     def export(self, model, out_dir: Path, raw=None) -> None:
-        RadioUNetPipeline(model, self.meta).save_pretrained(out_dir, raw_net=raw)
+        self.pipe.with_network(model).save_pretrained(out_dir, raw_net=raw)
 
 
 def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None) -> dict:
@@ -66,15 +70,15 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None) -
     section = params[stage]
     data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
     splits = map_splits(dataset, source, data, arranged)
-    train_set, val_set, meta = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
-    meta = {"dataset": dataset, **meta}
-    cfg = RadioUNetConfig.from_params(section["model"], in_channels=3, out_channels=1, image_size=meta["image_size"])
+    train_set, val_set, recorded = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
+    record = MapModelRecord(dataset=dataset, **recorded)
+    cfg = RadioUNetConfig.from_params(section["model"], in_channels=3, out_channels=1, image_size=record.image_size)
     torch.manual_seed(int(section["train"]["seed"]))
     net = RadioUNet(cfg)
-    task = RadioUNetTask(net, meta)
+    task = RadioUNetTask(RadioUNetPipeline(net, record))
     summary = run_training(stage, __name__, task, train_set, val_set, params, splits.sources, Path(out))
     metrics = {
-        **map_model_metrics(summary, section, dataset, meta, net, len(train_set)),
+        **map_model_metrics(summary, section, record, net, len(train_set)),
         **run_fields(summary, section),
     }
     write_json(Path(out) / "metrics.json", metrics)

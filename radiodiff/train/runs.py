@@ -172,15 +172,16 @@ def run_fields(summary: dict, section: dict) -> dict:
     }
 
 
-def map_model_metrics(summary: dict, section: dict, dataset: str, meta: dict, model, train_items: int) -> dict:
-    """``metrics.json`` of a map model (the LDM and RadioUNet): validation scores and the run."""
+def map_model_metrics(summary: dict, section: dict, record, model, train_items: int) -> dict:
+    """``metrics.json`` of a map model (the LDM and RadioUNet): validation scores and the run;
+    ``record`` is the model folder's :class:`~radiodiff.models.map_model.MapModelRecord`."""
     return {
         **{k: summary["val"].get(k) for k in ("nmse", "rmse", "ssim", "psnr")},
         "split": "val",
         "scale": "[0, 1] maps, data range 1"
-        + (", building pixels 0" if dataset == "radiomapseer" else ", valid pixels"),
-        "condition": meta["condition"],
-        "physics_exponent": meta.get("physics_exponent"),
+        + (", building pixels 0" if record.dataset == "radiomapseer" else ", valid pixels"),
+        "condition": record.condition,
+        "physics_exponent": record.physics_exponent,
         "parameters": model.num_parameters(),
         "train_items": train_items,
     }
