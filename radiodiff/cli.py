@@ -229,7 +229,7 @@ def cmd_scale(args) -> None:
 
 
 def cmd_recipes(args) -> None:
-    from radiodiff.core.recipes import write_presets
+    from radiodiff.recipes import write_presets
 
     stale = write_presets(Path(args.repo) / "params", check=args.check)
     if args.check and stale:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from radiodiff.core.params import load_params
-from radiodiff.core.recipes import (
+from radiodiff.recipes import (
     ENHANCED_FIXES,
     PRIMARY,
     RECIPES,
@@ -70,7 +70,7 @@ def test_readme_has_every_table():
 
 def test_a_row_naming_a_missing_key_is_one_clear_error():
     from radiodiff.core.errors import ParamsError
-    from radiodiff.core.recipes import Row
+    from radiodiff.recipes import Row
 
     params = load_params(PRESETS / "paper_jul2025.yaml")
     with pytest.raises(ParamsError, match=r"recipe: no key train_vae_\w+\.loss\.nosuch"):
@@ -119,7 +119,7 @@ def test_paper_smoke_splits_hold_few_items():
 
 def test_a_smoke_row_may_not_touch_an_architecture():
     from radiodiff.core.errors import ParamsError
-    from radiodiff.core.recipes import Row, check_smoke_rows
+    from radiodiff.recipes import Row, check_smoke_rows
 
     check_smoke_rows()
     for key in ("train_ldm_*.model.dim", "crop_icassp.size_px", "data.radiomapseer.image_size"):

@@ -21,7 +21,7 @@ LAYERS = (
     ("physics", "diffusion", "pipeline"),
     ("data", "models", "metrics"),
     ("synthetic", "eda", "train", "evaluate"),
-    ("benchmark", "report"),
+    ("benchmark", "report", "recipes"),  # recipes: the `radiodiff recipes` command's tables
     ("cli",),
 )
 LAYER = {part: i for i, parts in enumerate(LAYERS) for part in parts}

@@ -48,7 +48,7 @@ from radiodiff.core.encodings import (
     gray_to_unit,
     pl_db_to_unit,
 )
-from radiodiff.core.errors import DataError, ParamsError
+from radiodiff.core.errors import DataError, ParamsError, RadiodiffError
 from radiodiff.core.io import read_png
 from radiodiff.data.icassp import ICASSPCropDataset, read_metadata
 from radiodiff.data.radiomapseer import RadioMapSeerDataset, area_resize, discover_maps
@@ -503,6 +503,20 @@ class ICASSPSplits:
         """FSPL with the antenna pattern, no walls (the arranged B channel), on the unit scale, for
         a batch's (or stacked items') ``condition``."""
         return icassp_physics_unit(tensors["condition"])
+
+
+def stage_source(command: str, dataset: str, params: dict, root=None, crops=None, arranged=None):
+    """The dataset a map-model stage reads (:func:`map_splits`): a RadioMapSeer ``root`` with the
+    stage's ``data.radiomapseer`` values, or the ICASSP ``crops`` (with the ``arranged`` folder
+    they were cut from, when given). An unknown dataset or a missing folder is one error naming
+    the ``command``'s flag."""
+    if dataset not in ("radiomapseer", "icassp"):
+        raise RadiodiffError(f"{command}: no dataset {dataset!r} (radiomapseer or icassp)")
+    flag, source = ("root", root) if dataset == "radiomapseer" else ("crops", crops)
+    if not source:
+        raise RadiodiffError(f"{command}: give --{flag}")
+    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
+    return map_splits(dataset, source, data, arranged)
 
 
 def map_splits(dataset: str, root, data: dict | None = None, arranged=None) -> RadioMapSeerSplits | ICASSPSplits:

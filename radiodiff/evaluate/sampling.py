@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
-from radiodiff.data.items import item_batches, map_splits
+from radiodiff.data.items import item_batches, stage_source
 from radiodiff.evaluate.maps import SEEDS_FOLDER, write_maps
 from radiodiff.metrics import zero_buildings
 from radiodiff.models.pipelines import load_pipeline
@@ -154,11 +154,7 @@ def timing(seconds: float, n: int, device, steps, seed, model) -> dict:
 def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, device=None) -> dict:
     """The ``sample_{dataset}`` stage: every method's test-split predictions and
     ``sampling.json`` into ``out`` (atomically). RadioMapSeer reads ``root``, ICASSP ``crops``."""
-    source = root if dataset == "radiomapseer" else crops
-    if not source:
-        raise RadiodiffError(f"sample {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
-    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
-    splits = map_splits(dataset, source, data)
+    splits = stage_source(f"sample {dataset}", dataset, params, root, crops)
     sample = params["sample"]
     device = torch.device(device) if device else default_device()
     methods: dict = {}

@@ -32,7 +32,7 @@ from radiodiff.core.encodings import RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_json, write_json
 from radiodiff.data.icassp import parse_name
-from radiodiff.data.items import StackedItems, full_size, item_batches, map_splits
+from radiodiff.data.items import StackedItems, full_size, item_batches, stage_source
 from radiodiff.data.splits import describe_split
 from radiodiff.evaluate.maps import METHODS, SEEDS_FOLDER, read_maps
 from radiodiff.metrics import (
@@ -295,16 +295,12 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     """The ``evaluate_{dataset}`` stage: score every method's sampled test maps in ``samples``
     against RadioMapSeer ``root`` or the ICASSP ``crops``; writes ``summary.json`` and
     ``per_sample.csv`` into ``out``."""
-    source = root if dataset == "radiomapseer" else crops
-    if not source:
-        raise RadiodiffError(f"evaluate {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
-    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
-    splits = map_splits(dataset, source, data)
+    splits = stage_source(f"evaluate {dataset}", dataset, params, root, crops)
     samples = Path(samples)
     items = splits.items("test")
     timing = read_json(samples / "sampling.json")["methods"]
     floats = float_maps(samples, len(items)) if dataset == "radiomapseer" else None
-    mpp = full_size(source) * RADIOMAPSEER_PIXEL_SIZE_M / splits.image_size if dataset == "radiomapseer" else None
+    mpp = full_size(splits.root) * RADIOMAPSEER_PIXEL_SIZE_M / splits.image_size if dataset == "radiomapseer" else None
     scorer = Scorer(dataset, METHODS, splits.db_per_unit, paper=floats is not None, metres_per_pixel=mpp)
     seeds = timing["radiodiff"].get("seeds", [])[1:]  # sample.seeds' other seeds (folders of older stages: none)
     by_seed = {s: Scorer(dataset, ["radiodiff"], splits.db_per_unit) for s in seeds}
@@ -326,8 +322,8 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     extra = {}
     if dataset == "radiomapseer":
         extra = {
-            "simulation": data["simulation"],
-            "split_rule": describe_split(data["split"]),
+            "simulation": splits.data["simulation"],
+            "split_rule": describe_split(splits.data["split"]),
             "physics_exponent": timing["physics"].get("exponent"),
         }
     summary["protocol"] = protocol(dataset, items, splits.db_per_unit, "test", **extra)

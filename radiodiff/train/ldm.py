@@ -27,7 +27,7 @@ import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import write_json
-from radiodiff.data.items import map_splits
+from radiodiff.data.items import stage_source
 from radiodiff.diffusion import const_sde
 from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
@@ -251,22 +251,16 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     """The ``train_ldm_{dataset}`` stage: RadioMapSeer (``root`` and ``vae``) or ICASSP (``crops``,
     ``vae_radio``, ``vae_building``, ``vae_antenna``; ``arranged`` for random windows); writes
     ``model/``, ``metrics.json`` and ``train_log.csv`` into ``out``."""
+    splits = stage_source(f"train ldm {dataset}", dataset, params, root, crops, arranged)
     stage = f"train_ldm_{dataset}"
-    if dataset == "radiomapseer":
-        source, names, data = root, ("vae",), params["data"]["radiomapseer"]
-    elif dataset == "icassp":
-        source, names, data = crops, ("vae_radio", "vae_building", "vae_antenna"), None
-    else:
-        raise RadiodiffError(f"train ldm: no dataset {dataset!r} (radiomapseer or icassp)")
-    if not source:
-        raise RadiodiffError(f"train ldm {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
+    names = ("vae",) if dataset == "radiomapseer" else ("vae_radio", "vae_building", "vae_antenna")
     for name in names:
         if not vaes.get(name):
             raise RadiodiffError(f"train ldm {dataset}: give --{name.replace('_', '-')} (a trained VAE model folder)")
     section = params[stage]
     diff = section["diffusion"]
     const_sde.step_sizes(diff["sampling_steps"], diff["t_eps"])  # validate early
-    splits = map_splits(dataset, source, data, arranged)
+    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
     train_set, val_set, recorded = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     vae = AutoencoderKL.from_pretrained(vaes[names[0]]).eval()
     extra_vaes = {}  # ICASSP: the condition VAEs, exported with the model

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
-from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import write_json
-from radiodiff.data.items import map_splits
+from radiodiff.data.items import stage_source
 from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.map_model import MapModelRecord
 from radiodiff.models.radiounet import RadioUNet, RadioUNetConfig, RadioUNetPipeline
@@ -61,15 +60,9 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None) -
     """The ``train_radiounet_{dataset}`` stage: RadioMapSeer (``root``) or ICASSP (``crops``;
     ``arranged`` for random windows); writes ``model/``, ``metrics.json`` and ``train_log.csv``
     into ``out``."""
+    splits = stage_source(f"train radiounet {dataset}", dataset, params, root, crops, arranged)
     stage = f"train_radiounet_{dataset}"
-    if dataset not in ("radiomapseer", "icassp"):
-        raise RadiodiffError(f"train radiounet: no dataset {dataset!r} (radiomapseer or icassp)")
-    source = root if dataset == "radiomapseer" else crops
-    if not source:
-        raise RadiodiffError(f"train radiounet {dataset}: give --{'root' if dataset == 'radiomapseer' else 'crops'}")
     section = params[stage]
-    data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
-    splits = map_splits(dataset, source, data, arranged)
     train_set, val_set, recorded = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     record = MapModelRecord(dataset=dataset, **recorded)
     cfg = RadioUNetConfig.from_params(section["model"], in_channels=3, out_channels=1, image_size=record.image_size)

@@ -343,7 +343,7 @@ DESCRIPTIONS = {
 }
 HEADER = (
     "# {name}: {description}.\n"
-    "# Written by `radiodiff recipes` from params/{primary}.yaml and the tables in radiodiff/core/recipes.py;\n"
+    "# Written by `radiodiff recipes` from params/{primary}.yaml and the tables in radiodiff/recipes.py;\n"
     "# do not edit (edit those and run `radiodiff recipes`).\n"
 )
 
