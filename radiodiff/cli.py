@@ -34,7 +34,9 @@ def read_params(params_file: str, notice: bool = True) -> dict:
     run on a model folder anywhere, do not)."""
     if params_file == DEFAULT_PARAMS and not Path(params_file).is_file():
         if notice:
-            print(f"radiodiff: no {DEFAULT_PARAMS} here; using the schema's defaults ({schema_path()})", file=sys.stderr)
+            print(
+                f"radiodiff: no {DEFAULT_PARAMS} here; using the schema's defaults ({schema_path()})", file=sys.stderr
+            )
         return schema_default_params()
     return load_params(params_file)
 
