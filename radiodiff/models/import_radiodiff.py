@@ -39,9 +39,10 @@ import torch
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
-from radiodiff.models.cond_unet import CondUNet, CondUNetConfig
+from radiodiff.models.cond_unet import CondUNet
 from radiodiff.models.persistence import check_state, load_strict
 from radiodiff.models.radiodiff import RadioDiffPipeline
+from radiodiff.models.unet_config import CondUNetConfig
 
 __all__ = ["VERSIONS", "import_checkpoint", "map_unet_state", "map_vae_state", "unet_config", "vae_config"]
 
