@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 
 from radiodiff.core.params import load_params
-from radiodiff.models.cond_unet import CondUNet, CondUNetConfig
+from radiodiff.models.cond_unet import CondUNet
+from radiodiff.models.unet_config import CondUNetConfig
 from radiodiff.train import checkpoint
 from radiodiff.train.config import TrainConfig
 from radiodiff.train.distributed import make_accelerator

@@ -9,13 +9,10 @@ import pytest
 import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.models.cond_unet import (
-    PAPER_SWIN_B,
-    CondUNet,
-    CondUNetConfig,
-    swin_parameters,
-)
+from radiodiff.models.cond_unet import CondUNet, swin_parameters
 from radiodiff.models.persistence import count_parameters
+from radiodiff.models.swin import PAPER_SWIN_B
+from radiodiff.models.unet_config import CondUNetConfig
 
 # Condition 32×32 -> latent 8×8; levels at 8/4, Swin stages at 8/4/2 (the last one feeds the middle).
 TINY = dict(

@@ -39,9 +39,11 @@ import torch
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_dir
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
-from radiodiff.models.cond_unet import CondUNet, CondUNetConfig
+from radiodiff.models.cond_unet import CondUNet
 from radiodiff.models.map_model import RadioDiffRecord
+from radiodiff.models.persistence import check_state, load_strict
 from radiodiff.models.radiodiff import RadioDiffPipeline
+from radiodiff.models.unet_config import CondUNetConfig
 
 __all__ = ["VERSIONS", "import_checkpoint", "map_unet_state", "map_vae_state", "unet_config", "vae_config"]
 
@@ -169,34 +171,27 @@ def _vae_name(name: str, levels: int) -> str | None:
     return None
 
 
+# The Swin's fixed relative-position index: radiodiff's modules compute their own, so the file's is not read.
+_SWIN_INDEX = ("relative_position_index",)
+
+
 def _map(state: dict, own: dict, rename, where: str, prefix: str = "") -> dict[str, torch.Tensor]:
-    """``state`` renamed to ``own``'s names with every shape checked (first problem raised);
-    messages name the file's tensors with ``prefix`` (where they sit in the file)."""
+    """``state`` renamed to ``own``'s names with every shape checked (:func:`check_state`; the
+    first problem raised); messages name the file's tensors with ``prefix`` (where they sit in
+    the file)."""
     out: dict[str, torch.Tensor] = {}
+    names: dict[str, str] = {}
     for name, tensor in state.items():
         new = rename(name)
-        if new == "" or (new is not None and new.endswith("relative_position_index")):
-            continue  # unused, or the Swin's fixed index (radiodiff computes its own)
-        if new is None or new not in own:
+        if new == "":
+            continue  # unused
+        if new is None:
             raise RadiodiffError(
                 f"{where}: tensor {prefix + name!r} has no place in the radiodiff network (another architecture?)"
             )
-        if not isinstance(tensor, torch.Tensor):
-            raise RadiodiffError(f"{where}: entry {prefix + name!r} is not a tensor")
-        if tuple(tensor.shape) != tuple(own[new].shape):
-            raise RadiodiffError(
-                f"{where}: tensor {prefix + name!r} has shape {list(tensor.shape)}, radiodiff's {new!r} needs "
-                f"{list(own[new].shape)}"
-            )
-        out[new] = tensor.to(own[new].dtype)
-    for name, tensor in own.items():
-        if name not in out:
-            if name.endswith("relative_position_index"):
-                continue
-            raise RadiodiffError(
-                f"{where}: no tensor in {prefix or 'the file'}* for radiodiff's {name!r} (shape {list(tensor.shape)})"
-            )
-    return out
+        out[new], names[new] = tensor, prefix + name
+    out = check_state(own, out, where, what="the radiodiff network", skip_suffixes=_SWIN_INDEX, names=names)
+    return {k: v.to(own[k].dtype) for k, v in out.items()}
 
 
 def _need(state: dict, name: str, where: str, prefix: str = "model.") -> torch.Tensor:
@@ -320,12 +315,6 @@ def _vae_state(data: dict, path: Path) -> dict:
     return data
 
 
-def _load_into(model: torch.nn.Module, state: dict) -> None:
-    """Load a mapped state (checked by :func:`_map`: only the Swin's own index buffers are left)."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.endswith("relative_position_index") for k in missing), (missing, unexpected)
-
-
 def import_checkpoint(
     vae: str | os.PathLike,
     ldm: str | os.PathLike,
@@ -369,11 +358,11 @@ def import_checkpoint(
         )
 
     unet = CondUNet(config, load_swin_checkpoint=False)
-    _load_into(unet, ema_state or raw_state)
+    load_strict(unet, ema_state or raw_state, str(ldm_path), what="the radiodiff network", skip_suffixes=_SWIN_INDEX)
     unet_raw = CondUNet(config, load_swin_checkpoint=False)
-    _load_into(unet_raw, raw_state)
+    load_strict(unet_raw, raw_state, str(ldm_path), what="the radiodiff network", skip_suffixes=_SWIN_INDEX)
     autoencoder = AutoencoderKL(vcfg)
-    autoencoder.load_state_dict(vae_state, strict=True)
+    load_strict(autoencoder, vae_state, str(vae_path), what="the radiodiff network")
     _, weighting = VERSIONS[version]
     record = RadioDiffRecord(
         dataset="radiomapseer",

@@ -3,13 +3,16 @@ idea), shared by every radiodiff network through :class:`PretrainedMixin`.
 
 Each file is written atomically; loading checks the folder, the config (and that it describes
 this class), the weights file and that the weights fit the config, and raises one
-:class:`RadiodiffError` naming the folder for each way it can go wrong.
+:class:`RadiodiffError` naming the folder for each way it can go wrong. :func:`load_strict` is
+the one tensor-by-tensor loader for weights from elsewhere (``train.init_from``, Swin checkpoints,
+the original RadioDiff checkpoints): the first missing, extra or mis-shaped tensor is named.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -193,22 +196,73 @@ def load_network_weights(model: torch.nn.Module, directory: str | os.PathLike) -
     """Load into ``model`` the weights of the network of its class in the model folder
     ``directory`` (``train.init_from``); returns the folder read. A folder of another class, or
     a tensor missing, extra or of another shape, is a :class:`RadiodiffError` naming the first
-    mismatching tensor (in the model's order)."""
+    mismatching tensor (in the model's order; :func:`load_strict`)."""
     folder = network_folder(directory, type(model).__name__)
-    state = read_weights(folder, type(model).__name__)
-    own = model.state_dict()
-    for name, tensor in own.items():
-        if name not in state:
-            raise RadiodiffError(f"{folder}: no tensor {name!r} (the model has it, shape {list(tensor.shape)})")
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise RadiodiffError(
-                f"{folder}: tensor {name!r} has shape {list(state[name].shape)}, the model's is {list(tensor.shape)}"
-            )
-    extra = [name for name in state if name not in own]
-    if extra:
-        raise RadiodiffError(f"{folder}: tensor {extra[0]!r} is not in the model ({len(extra)} such tensor(s))")
-    model.load_state_dict(state, strict=True)
+    load_strict(model, read_weights(folder, type(model).__name__), str(folder))
     return folder
+
+
+def check_state(
+    own: Mapping[str, torch.Tensor],
+    state: Mapping[str, Any],
+    where: str,
+    *,
+    what: str = "the model",
+    skip_prefixes: tuple[str, ...] = (),
+    skip_suffixes: tuple[str, ...] = (),
+    names: Mapping[str, str] | None = None,
+    error: type[RadiodiffError] = RadiodiffError,
+) -> dict[str, Any]:
+    """Check ``state`` against ``own`` (a module's state dict, meta tensors will do) tensor by
+    tensor; returns ``state`` without the skipped names.
+
+    The first tensor missing, not a tensor or of another shape (in ``own``'s order), else the
+    first extra one (in ``state``'s order), is one ``error`` that names ``where`` (the folder or
+    file), that tensor, and how many are missing, extra and of another shape in all. Names
+    starting with ``skip_prefixes`` or ending with ``skip_suffixes`` are left out on both sides
+    (e.g. a checkpoint's classifier head, or buffers the module computes itself). ``names`` maps
+    a name of ``own`` to the name the messages give it, where the caller renamed the file's
+    tensors (e.g. ``model.``-prefixed original names).
+    """
+
+    def kept(name: str) -> bool:
+        return not (name.startswith(skip_prefixes) or name.endswith(skip_suffixes))
+
+    def label(name: str) -> str:
+        return repr((names or {}).get(name, name))
+
+    own = {k: v for k, v in own.items() if kept(k)}
+    state = {k: v for k, v in state.items() if kept(k)}
+    missing = [k for k in own if k not in state]
+    wrong = [
+        k
+        for k in own
+        if k in state and not (isinstance(state[k], torch.Tensor) and tuple(state[k].shape) == tuple(own[k].shape))
+    ]
+    extra = [k for k in state if k not in own]
+    if not (missing or wrong or extra):
+        return state
+    bad = set(missing) | set(wrong)
+    first = next((k for k in own if k in bad), None)
+    if first is None:
+        problem = f"tensor {label(extra[0])} is not in {what}"
+    elif first not in state:
+        problem = f"no tensor {label(first)} ({what} has it, shape {list(own[first].shape)})"
+    elif not isinstance(state[first], torch.Tensor):
+        problem = f"entry {label(first)} is not a tensor"
+    else:
+        theirs = f"{what}'s" if label(first) == repr(first) else f"{what}'s {first!r}"
+        problem = f"tensor {label(first)} has shape {list(state[first].shape)}, {theirs} is {list(own[first].shape)}"
+    raise error(
+        f"{where}: {problem}; it does not fit {what} "
+        f"({len(missing)} missing, {len(extra)} extra, {len(wrong)} of another shape or type)"
+    )
+
+
+def load_strict(module: torch.nn.Module, state: Mapping[str, Any], where: str, **check) -> None:
+    """Load ``state`` into ``module`` after :func:`check_state` (same keyword arguments): every
+    tensor present with its shape, none extra; the skipped names of ``module`` keep their values."""
+    module.load_state_dict(check_state(module.state_dict(), state, where, **check), strict=False)
 
 
 def weights_folder(directory: Path, name: str, ema: bool) -> Path:

@@ -31,9 +31,10 @@ from radiodiff.data.items import stage_source
 from radiodiff.diffusion import const_sde
 from radiodiff.metrics import loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
-from radiodiff.models.cond_unet import CondUNet, CondUNetConfig, swin_parameters
+from radiodiff.models.cond_unet import CondUNet, swin_parameters
 from radiodiff.models.map_model import RadioDiffRecord
 from radiodiff.models.radiodiff import EXTRA_VAES, RadioDiffPipeline, encode_posterior, icassp_extra_images
+from radiodiff.models.unet_config import CondUNetConfig
 from radiodiff.train.engine import PREVIEWS
 from radiodiff.train.previews import copy_previews, preview_grid, preview_items
 from radiodiff.train.runs import map_model_metrics, run_fields, run_state_dir, run_training
