@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.io import write_json
-from radiodiff.evaluate.sampling import default_device, sampling_precision
+from radiodiff.evaluate.sample_test import default_device, sampling_precision
 from radiodiff.evaluate.windows import model_shape, predict_windows
 from radiodiff.models.pipelines import load_pipeline
 from radiodiff.physics.baselines import icassp_physics_unit, radiomapseer_physics

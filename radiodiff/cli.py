@@ -2,7 +2,7 @@
 
 Snakemake rules and DVC stages call these subcommands with identical arguments. A stage
 subcommand only dispatches: it reads ``--params`` (default ``params.yaml``), hands the stage's
-handler (:mod:`radiodiff.pipeline.stages`) exactly the keys the stage declares plus the
+handler (:mod:`radiodiff.dag.stages`) exactly the keys the stage declares plus the
 ``runtime`` section, and prints the handler's summary as JSON. User mistakes print one line and
 exit non-zero; no traceback.
 """
@@ -25,7 +25,7 @@ from radiodiff.core.params import (
     select,
     write_scale,
 )
-from radiodiff.pipeline.stages import STAGES
+from radiodiff.dag.stages import STAGES
 
 
 def read_params(params_file: str, notice: bool = True) -> dict:
@@ -164,7 +164,7 @@ def cmd_evaluate(args) -> None:
         cmd_stage(args)
         return
     from radiodiff.evaluate.predict import score_model
-    from radiodiff.evaluate.scoring import headline_table
+    from radiodiff.evaluate.score_test import headline_table
 
     if not (args.root and args.out):
         raise RadiodiffError("evaluate --model: give --root (dataset folder; ICASSP: a crops folder) and --out")
@@ -255,7 +255,7 @@ def cmd_import(args) -> None:
 
 
 def cmd_dvc_yaml(args) -> None:
-    from radiodiff.pipeline import dvc_yaml
+    from radiodiff.dag import dvc_yaml
 
     if args.check:
         dvc_yaml.check(args.out)

@@ -143,7 +143,7 @@ def test_model_commands_take_their_defaults_from_the_schema_or_the_params(tmp_pa
     seen = {}
     monkeypatch.setattr(predict, "score_model", lambda *a, **kw: seen.setdefault("evaluate", kw) or {})
     monkeypatch.setattr(predict, "predict", lambda *a, **kw: seen.setdefault("predict", kw) and [])
-    monkeypatch.setattr("radiodiff.evaluate.scoring.headline_table", lambda summary: "")
+    monkeypatch.setattr("radiodiff.evaluate.score_test.headline_table", lambda summary: "")
     assert cli.main(["evaluate", "--model", "m", "--root", "r", "--out", "o"]) == 0
     assert cli.main(["predict", "--model", "m", "--out", "o"]) == 0
     for command, kw in seen.items():

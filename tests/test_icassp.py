@@ -575,9 +575,9 @@ def test_mixed_crop_policy_adds_random_windows_of_the_arranged_maps(crops, arran
     from the arranged training maps, each the same window on every read; validation stays on the
     crops; tx_aware gives the crops alone."""
     from radiodiff.core.errors import ParamsError
-    from radiodiff.data.items import ICASSPSplits
+    from radiodiff.data.items import ICASSPSource
 
-    splits = ICASSPSplits(crops, arranged)
+    splits = ICASSPSource(crops, arranged)
     plain, val, meta = splits.training_sets({"augment": False, "crop_policy": "tx_aware"}, "s.data")
     mixed, val2, _ = splits.training_sets({"augment": False, "crop_policy": "mixed", "random_share": 0.5}, "s.data", 3)
     n = len(plain)
@@ -595,7 +595,7 @@ def test_mixed_crop_policy_adds_random_windows_of_the_arranged_maps(crops, arran
     augmented, _, _ = splits.training_sets({"augment": True, "crop_policy": "mixed", "random_share": 0.5}, "s.data")
     assert len(augmented) == 8 * 2 * n
     with pytest.raises(ParamsError, match="s.data.crop_policy: mixed cuts windows from the arranged maps"):
-        ICASSPSplits(crops).training_sets({"augment": False, "crop_policy": "mixed", "random_share": 0.5}, "s.data")
+        ICASSPSource(crops).training_sets({"augment": False, "crop_policy": "mixed", "random_share": 0.5}, "s.data")
     with pytest.raises(ParamsError, match="s.data.random_share"):
         splits.training_sets({"augment": False, "crop_policy": "mixed", "random_share": 1.0}, "s.data")
 

@@ -14,8 +14,8 @@ from radiodiff import benchmark
 from radiodiff.cli import main
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_png
-from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSplits, dihedral
-from radiodiff.evaluate.sampling import predict_items
+from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSource, dihedral
+from radiodiff.evaluate.sample_test import predict_items
 from radiodiff.evaluate.windows import predict_windows
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.pipelines import load_pipeline
@@ -125,10 +125,10 @@ def test_bf16_sampling_is_an_option(trained):
     """``sample.precision: bf16``: the networks run under bf16 autocast (on this CPU too); the maps
     stay on [0, 1] and near the fp32 ones; an unknown precision is refused naming the key."""
     from radiodiff.core.errors import ParamsError
-    from radiodiff.evaluate.sampling import predict_batches
+    from radiodiff.evaluate.sample_test import predict_batches
 
     pipe = load_pipeline(trained["dir"] / "ldm/model")
-    items = RadioMapSeerSplits(trained["root"], DATA).items("test", pipe.condition, pipe.physics_exponent)
+    items = RadioMapSeerSource(trained["root"], DATA).items("test", pipe.condition, pipe.physics_exponent)
     cpu = torch.device("cpu")
     maps = {
         p: torch.cat([raw for _, _, raw in predict_batches(pipe, items, 2, 0, 4, cpu, precision=p)])
@@ -149,7 +149,7 @@ def test_validation_and_test_sampling_are_one_sampler(trained):
 
     pipe = load_pipeline(trained["dir"] / "ldm/model")
     task = LDMTask(pipe)
-    items = RadioMapSeerSplits(trained["root"], DATA).items("val", pipe.condition, pipe.physics_exponent).stacked()
+    items = RadioMapSeerSource(trained["root"], DATA).items("val", pipe.condition, pipe.physics_exponent).stacked()
     batch = {k: v for k, v in items.tensors.items()}
     a = task.predict(pipe, batch, 3, torch.Generator().manual_seed(4))
     b, _ = predict_items(pipe, items, 3, 4, batch_size=len(items), device=torch.device("cpu"))
@@ -405,7 +405,7 @@ def test_radiomapseer_augmentation_moves_the_tx_with_the_map(trained):
             x[1, 4] = 1
             moved = dihedral(x, v)
             assert moved[tuple(dihedral_point(torch.tensor([1, 4]), v, shape).tolist())] == 1, (shape, v)
-    splits = RadioMapSeerSplits(trained["root"], DATA)
+    splits = RadioMapSeerSource(trained["root"], DATA)
     plain, _, _ = splits.training_sets({"augment": False}, "k")
     flipped, _, _ = splits.training_sets({"augment": True}, "k")
     assert len(flipped) == 8 * len(plain)
@@ -489,7 +489,7 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
     import csv
 
     from radiodiff.core.encodings import unit_to_gray
-    from radiodiff.evaluate import sampling, scoring
+    from radiodiff.evaluate import sample_test, score_test
     from radiodiff.metrics import MetricAccumulator, zero_buildings
 
     params = {
@@ -497,9 +497,9 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
         "sample": {"steps": 2, "seed": 0, "seeds": 3, "batch_size": 1, "use_ema": True, "precision": "fp32"},
     }
     d, root = trained["dir"], str(trained["root"])
-    sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
-    scoring.run(params, "radiomapseer", tmp_path / "samples", tmp_path / "eval", root=root)
-    items = RadioMapSeerSplits(trained["root"], DATA).items("test").stacked()
+    sample_test.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
+    score_test.run(params, "radiomapseer", tmp_path / "samples", tmp_path / "eval", root=root)
+    items = RadioMapSeerSource(trained["root"], DATA).items("test").stacked()
     target = (items.tensors["target"] + 1) / 2
     summary = json.loads((tmp_path / "eval/summary.json").read_text())
     for method in ("radiodiff", "radiounet", "physics"):
@@ -540,7 +540,7 @@ def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
     import shutil
 
     from radiodiff.core.errors import RadiodiffError
-    from radiodiff.evaluate import sampling
+    from radiodiff.evaluate import sample_test
 
     d = trained["dir"]
     for folder, net, meta in (("ldm", "unet", "radiodiff.json"), ("radiounet", "net", "radiounet.json")):
@@ -555,7 +555,7 @@ def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
         "sample": {"steps": 2, "seed": 0, "seeds": 1, "batch_size": 2, "use_ema": False, "precision": "fp32"},
     }
     root = str(trained["root"])
-    sampling.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "raw", root=root)
+    sample_test.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "raw", root=root)
     methods = json.loads((tmp_path / "raw/sampling.json").read_text())["methods"]
     assert methods["radiodiff"]["weights"] == methods["radiounet"]["weights"] == "raw"
     old = tmp_path / "old"

@@ -314,7 +314,7 @@ def test_ratio_interval_of_paired_images():
 def test_error_profile_by_distance_and_line_of_sight():
     """RadioMapSeer's error profile: RMSE in dB pooled over outdoor pixels, by line of sight
     behind a wall and by distance bin from the Tx (1 m pixels here)."""
-    from radiodiff.evaluate.scoring import DISTANCE_EDGES_M, ErrorProfile
+    from radiodiff.evaluate.score_test import DISTANCE_EDGES_M, ErrorProfile
 
     db = RADIOMAPSEER_DB_PER_UNIT
     buildings = torch.zeros(1, 1, 24, 24)

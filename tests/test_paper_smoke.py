@@ -14,13 +14,13 @@ import shutil
 import pytest
 
 from radiodiff.core.params import load_params
+from radiodiff.dag.stages import STAGES
 from radiodiff.data.items import VAE_CHANNELS
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.cond_unet import CondUNet, swin_parameters
 from radiodiff.models.persistence import count_parameters
 from radiodiff.models.pipelines import load_pipeline
 from radiodiff.models.unet_config import CondUNetConfig
-from radiodiff.pipeline.stages import STAGES
 from tests.conftest import REPO, copy_repo, run, snakemake_ran
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -9,7 +9,7 @@ import yaml
 
 from radiodiff.core.errors import ParamsError
 from radiodiff.core.params import load_params, select, write_scale
-from radiodiff.pipeline.stages import STAGES
+from radiodiff.dag.stages import STAGES
 from tests.conftest import REPO, run
 
 

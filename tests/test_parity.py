@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from radiodiff.pipeline.code_deps import code_deps
-from radiodiff.pipeline.stages import DVC_PARAMS, SNAKEMAKE_PARAMS, STAGES
+from radiodiff.dag.code_deps import code_deps
+from radiodiff.dag.stages import DVC_PARAMS, SNAKEMAKE_PARAMS, STAGES
 from tests.conftest import REPO, env_with_venv, run
 
 
@@ -109,7 +109,7 @@ def test_init_from_is_an_input_under_both_engines(tmp_path):
     import shutil
 
     from radiodiff.core.errors import ParamsError
-    from radiodiff.pipeline.stages import edges, init_deps
+    from radiodiff.dag.stages import edges, init_deps
 
     for f in ("Snakefile", "params.yaml"):
         shutil.copy(REPO / f, tmp_path / f)

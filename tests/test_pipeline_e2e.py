@@ -23,8 +23,8 @@ import yaml
 
 from radiodiff.cli import stage_call, stage_params
 from radiodiff.core.io import read_png
-from radiodiff.pipeline.code_deps import closure
-from radiodiff.pipeline.stages import STAGES, resolve
+from radiodiff.dag.code_deps import closure
+from radiodiff.dag.stages import STAGES, resolve
 from tests.conftest import ARTIFACTS, chromium, copy_repo, dvc_ran, edit_params, env_with_venv, run, snakemake_ran
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import yaml
 
 from radiodiff.core.errors import DataError, ParamsError
 from radiodiff.core.params import schema_path
-from radiodiff.pipeline.stages import ALL_SECTIONS, STAGES
+from radiodiff.dag.stages import ALL_SECTIONS, STAGES
 from radiodiff.report import figures as F
 from radiodiff.report.build import build_report
 from radiodiff.report.dag import report_dag, to_dot

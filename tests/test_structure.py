@@ -1,7 +1,7 @@
 """The library's shape: layers that point down, no import cycle, one file per fact.
 
 The import graph is read from the source (module-level and function-level imports, with
-``radiodiff.pipeline.code_deps.imports_of``, whose completeness the per-stage ``sys.modules`` test
+``radiodiff.dag.code_deps.imports_of``, whose completeness the per-stage ``sys.modules`` test
 in test_pipeline_e2e.py checks against real runs).
 """
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from radiodiff.pipeline.code_deps import PACKAGE_DIR, imports_of
+from radiodiff.dag.code_deps import PACKAGE_DIR, imports_of
 
 # Lowest first. A module may import its own subpackage's modules (without a cycle) and any
 # module of a lower layer; never one of a higher layer or of a sibling in the same layer.
 LAYERS = (
     ("core",),
-    ("physics", "diffusion", "pipeline"),
+    ("physics", "diffusion", "dag"),
     ("data", "models", "metrics"),
     ("synthetic", "eda", "train", "evaluate"),
     ("benchmark", "report", "recipes"),  # recipes: the `radiodiff recipes` command's tables

@@ -24,7 +24,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from torch.utils.data import TensorDataset
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
-from radiodiff.pipeline.stages import STAGES
+from radiodiff.dag.stages import STAGES
 from radiodiff.train import checkpoint, engine
 from radiodiff.train.checkpoint import COMPLETE_MARKER, latest_checkpoint, list_checkpoints, state_key
 from radiodiff.train.config import TrainConfig
@@ -525,7 +525,7 @@ def test_state_key_holds_the_stage_code(monkeypatch, tmp_path):
     to one of them (e.g. the VAE loss) gives a new folder, and the fresh run says what changed."""
     import hashlib
 
-    from radiodiff.pipeline.code_deps import REPO_ROOT, code_deps
+    from radiodiff.dag.code_deps import REPO_ROOT, code_deps
     from radiodiff.train import runs
 
     digests = runs.code_digests("radiodiff.train.vae")

@@ -442,7 +442,7 @@ def test_reconstruction_ceiling_scores_the_test_split_like_the_ldm(tiny_radiomap
     """The path-loss VAE's ceiling: the decode of the posterior mean of each test target, scored
     as the evaluate stage scores the LDM (buildings zeroed, per-image mean; 99.16 dB per unit)."""
     from radiodiff.core.encodings import RADIOMAPSEER_DB_PER_UNIT
-    from radiodiff.data.items import map_splits
+    from radiodiff.data.items import dataset_source
     from radiodiff.metrics import per_image_metrics, zero_buildings
     from radiodiff.train.vae import reconstruction_ceiling
 
@@ -455,7 +455,7 @@ def test_reconstruction_ceiling_scores_the_test_split_like_the_ldm(tiny_radiomap
     vae = AutoencoderKL(cfg).eval()
     got = reconstruction_ceiling(vae, "radiomapseer", tiny_radiomapseer, data)
 
-    items = map_splits("radiomapseer", tiny_radiomapseer, data).items("test").stacked().tensors
+    items = dataset_source("radiomapseer", tiny_radiomapseer, data).items("test").stacked().tensors
     with torch.no_grad():
         recon = vae.decode(vae.encode(items["target"]).mode())
     pred = zero_buildings(((recon + 1) / 2).clamp(0, 1), items["buildings"])
@@ -465,7 +465,7 @@ def test_reconstruction_ceiling_scores_the_test_split_like_the_ldm(tiny_radiomap
     assert got["ceiling_rmse_db"] == pytest.approx(float(per_image["rmse_db"].mean()), rel=1e-5)
     assert got["ceiling_nmse"] > 0 and got["ceiling"]["outdoor"]["nmse"] > 0
     # the evaluate stage's own scorer gives the same numbers for the same maps
-    from radiodiff.evaluate.scoring import Scorer
+    from radiodiff.evaluate.score_test import Scorer
 
     scorer = Scorer("radiomapseer", ["vae"], RADIOMAPSEER_DB_PER_UNIT)
     scorer.add({**items, "name": ["a", "b"]}, {"vae": ((recon + 1) / 2).clamp(0, 1)})

@@ -13,7 +13,7 @@ from radiodiff.core.errors import DataError, ParamsError
 from radiodiff.core.io import write_png
 from radiodiff.data.icassp import parse_name, write_metadata
 from radiodiff.data.radiomapseer import make_condition
-from radiodiff.evaluate import score_full
+from radiodiff.evaluate import score_whole
 from radiodiff.evaluate.whole_maps import radiomapseer_whole
 from radiodiff.evaluate.windows import Tiling, blend_weight, predict_windows, window_origins
 from radiodiff.models.map_model import MapModel, MapModelRecord
@@ -127,7 +127,7 @@ def test_the_challenge_score_weights_tasks_by_their_samples(tmp_path):
     for name, err in zip(names, (1, 2, 3), strict=True):
         write_png(samples / "m" / f"{name}.png", np.full((20, 30), 100 + err, np.uint8))
     (samples / "sampling.json").write_text(json.dumps({"methods": {"m": {"ms_per_map": 1.0}}}))
-    summary = score_full.run({}, arranged, samples, tmp_path / "out")
+    summary = score_whole.run({}, arranged, samples, tmp_path / "out")
     s = json.loads((tmp_path / "out/summary.json").read_text())["m"]
     t1, t2, t3 = 1.0, np.sqrt(5 / 2), np.sqrt(14 / 3)
     assert s["tasks"]["T1"]["rmse_db"] == pytest.approx(t1)
@@ -146,5 +146,5 @@ def test_a_prediction_of_the_wrong_size_names_its_file(tmp_path):
     write_png(tmp_path / "samples/m/B1_Ant1_f1_S0.png", np.zeros((10, 10), np.uint8))
     (tmp_path / "samples/sampling.json").write_text(json.dumps({"methods": {"m": {"ms_per_map": 1.0}}}))
     with pytest.raises(DataError, match=r"m/B1_Ant1_f1_S0.png: 10×10 px, the building is 30×20"):
-        score_full.run({}, arranged, tmp_path / "samples", tmp_path / "out")
+        score_whole.run({}, arranged, tmp_path / "samples", tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -26,7 +26,7 @@ encodings by it). A training run may give its sets one :class:`ItemCache` (``run
 decoded samples are kept until the cache is full, so a small dataset is decoded once and a large
 one costs at most the cap.
 
-:class:`RadioMapSeerSplits` and :class:`ICASSPSplits` are the per-dataset adapters the training,
+:class:`RadioMapSeerSource` and :class:`ICASSPSource` are the per-dataset adapters the training,
 sampling and scoring stages share: the training and validation sets of a map model, the items a
 trained model expects, the physics baseline's predictions and the dB scale of the metrics.
 """
@@ -358,7 +358,7 @@ def full_size(root) -> int:
     return int(read_png(Path(root) / "png/buildings_complete" / f"{first}.png", "L").shape[0])
 
 
-class RadioMapSeerSplits:
+class RadioMapSeerSource:
     """RadioMapSeer as the map models, the sample and the evaluate stages see it (``data`` is the
     ``data.radiomapseer`` section)."""
 
@@ -445,7 +445,7 @@ def icassp_images(crops_dir, split: str, kind: str, augment: bool = False) -> IC
     return items
 
 
-class ICASSPSplits:
+class ICASSPSource:
     """The ICASSP Tx-aware crops (a ``crop_icassp`` folder) as the map models, the sample and the
     evaluate stages see them."""
 
@@ -506,7 +506,7 @@ class ICASSPSplits:
 
 
 def stage_source(command: str, dataset: str, params: dict, root=None, crops=None, arranged=None):
-    """The dataset a map-model stage reads (:func:`map_splits`): a RadioMapSeer ``root`` with the
+    """The dataset a map-model stage reads (:func:`dataset_source`): a RadioMapSeer ``root`` with the
     stage's ``data.radiomapseer`` values, or the ICASSP ``crops`` (with the ``arranged`` folder
     they were cut from, when given). An unknown dataset or a missing folder is one error naming
     the ``command``'s flag."""
@@ -516,15 +516,15 @@ def stage_source(command: str, dataset: str, params: dict, root=None, crops=None
     if not source:
         raise RadiodiffError(f"{command}: give --{flag}")
     data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
-    return map_splits(dataset, source, data, arranged)
+    return dataset_source(dataset, source, data, arranged)
 
 
-def map_splits(dataset: str, root, data: dict | None = None, arranged=None) -> RadioMapSeerSplits | ICASSPSplits:
+def dataset_source(dataset: str, root, data: dict | None = None, arranged=None) -> RadioMapSeerSource | ICASSPSource:
     """The adapter of ``dataset``: a RadioMapSeer folder with its ``data.radiomapseer`` settings,
     or a ``crop_icassp`` folder (with the ``arrange_icassp`` folder it was cut from, for random
     training windows)."""
     if dataset == "radiomapseer":
-        return RadioMapSeerSplits(root, data)
+        return RadioMapSeerSource(root, data)
     if dataset == "icassp":
-        return ICASSPSplits(root, arranged)
+        return ICASSPSource(root, arranged)
     raise ParamsError(f"unknown dataset {dataset!r} (radiomapseer or icassp)")

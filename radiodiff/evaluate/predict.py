@@ -38,10 +38,10 @@ from radiodiff.data.icassp import (
     input_path,
     read_details,
 )
-from radiodiff.data.items import map_splits
+from radiodiff.data.items import dataset_source
 from radiodiff.evaluate.maps import write_maps
-from radiodiff.evaluate.sampling import default_device, predict_items
-from radiodiff.evaluate.scoring import protocol, score, write_outputs
+from radiodiff.evaluate.sample_test import default_device, predict_items
+from radiodiff.evaluate.score_test import protocol, score, write_outputs
 from radiodiff.evaluate.whole_maps import icassp_whole, radiomapseer_whole
 from radiodiff.models.pipelines import load_pipeline
 from radiodiff.physics.antenna import read_pattern
@@ -110,7 +110,7 @@ def raw_icassp_folder(pipe, root, out, **sampling) -> list[Path]:
     return [Path(out) / task / f"{sid.name}.png" for task, sid in jobs]
 
 
-def _folder_splits(pipe, root, data: dict | None):
+def _folder_source(pipe, root, data: dict | None):
     """The adapter of a whole folder for a model: its dataset, its resolution, the data settings."""
     dataset = pipe.dataset
     if dataset == "radiomapseer":
@@ -120,7 +120,7 @@ def _folder_splits(pipe, root, data: dict | None):
             **(data or {}),
             "image_size": pipe.grid_px,
         }
-    return map_splits(dataset, root, data)
+    return dataset_source(dataset, root, data)
 
 
 def predict(
@@ -156,7 +156,7 @@ def predict(
     if input_dir is not None and dataset == "icassp" and (Path(input_dir) / "Inputs").is_dir():
         return raw_icassp_folder(pipe, input_dir, out, **sampling)
     if input_dir is not None:
-        items = _folder_splits(pipe, input_dir, data).all_items(pipe.condition, pipe.physics_exponent)
+        items = _folder_source(pipe, input_dir, data).all_items(pipe.condition, pipe.physics_exponent)
         pred, _ = predict_items(pipe, items, steps, seed, batch_size, default_device())
         write_maps(out, items.names, pred, dataset, items.tensors.get("valid"))
         return [out / f"{n}.png" for n in items.names]
@@ -199,22 +199,22 @@ def score_model(
     pipe = load_pipeline(model_dir, ema=ema)
     method, dataset = pipe.kind, pipe.dataset
     device = default_device()
-    splits = _folder_splits(pipe, root, data)
-    items = splits.all_items(pipe.condition, pipe.physics_exponent)
+    source = _folder_source(pipe, root, data)
+    items = source.all_items(pipe.condition, pipe.physics_exponent)
     pred, seconds = predict_items(pipe, items, steps, seed, batch_size, device)
     exponent = None
     if dataset == "radiomapseer":
-        exponent = pipe.physics_exponent or splits.fit_exponent(items)
+        exponent = pipe.physics_exponent or source.fit_exponent(items)
     t0 = time.perf_counter()
-    phys = splits.physics(items.tensors, exponent)
+    phys = source.physics(items.tensors, exponent)
     phys_s = time.perf_counter() - t0
     n = len(items.names)
     timing = {method: {"ms_per_map": 1000 * seconds / n}, "physics": {"ms_per_map": 1000 * phys_s / n}}
-    summary, rows = score(dataset, items, {method: pred, "physics": phys}, splits.db_per_unit, timing)
+    summary, rows = score(dataset, items, {method: pred, "physics": phys}, source.db_per_unit, timing)
     summary["protocol"] = protocol(
         dataset,
         items,
-        splits.db_per_unit,
+        source.db_per_unit,
         "all samples of the root",
         root=str(root),
         model=str(model_dir),

@@ -9,7 +9,7 @@ import subprocess
 
 from matplotlib import rc_context
 
-from radiodiff.pipeline.stages import edges
+from radiodiff.dag.stages import edges
 from radiodiff.report import figures as F
 from radiodiff.report.document import Doc
 

@@ -16,12 +16,12 @@ from matplotlib import rc_context
 from radiodiff.core.encodings import PG_FLOOR_DB, PG_MAX_DB, PL_MAX_DB, PL_MIN_DB, unit_to_gain_db, unit_to_pl_db
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
+from radiodiff.dag.stages import STAGES
 from radiodiff.data.icassp import ICASSPCropDataset
 from radiodiff.data.items import radiomapseer_dataset
 from radiodiff.eda.common import evenly_spaced
 from radiodiff.evaluate.maps import read_maps
 from radiodiff.metrics import zero_buildings
-from radiodiff.pipeline.stages import STAGES
 from radiodiff.report import figures as F
 from radiodiff.report.document import Doc, fmt
 from radiodiff.report.texts import DATASETS, MODELS, PUBLISHED_ICASSP, PUBLISHED_RADIOMAPSEER

@@ -252,7 +252,7 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     """The ``train_ldm_{dataset}`` stage: RadioMapSeer (``root`` and ``vae``) or ICASSP (``crops``,
     ``vae_radio``, ``vae_building``, ``vae_antenna``; ``arranged`` for random windows); writes
     ``model/``, ``metrics.json`` and ``train_log.csv`` into ``out``."""
-    splits = stage_source(f"train ldm {dataset}", dataset, params, root, crops, arranged)
+    source = stage_source(f"train ldm {dataset}", dataset, params, root, crops, arranged)
     stage = f"train_ldm_{dataset}"
     names = ("vae",) if dataset == "radiomapseer" else ("vae_radio", "vae_building", "vae_antenna")
     for name in names:
@@ -262,7 +262,7 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     diff = section["diffusion"]
     const_sde.step_sizes(diff["sampling_steps"], diff["t_eps"])  # validate early
     data = params["data"]["radiomapseer"] if dataset == "radiomapseer" else None
-    train_set, val_set, recorded = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
+    train_set, val_set, recorded = source.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     vae = AutoencoderKL.from_pretrained(vaes[names[0]]).eval()
     extra_vaes = {}  # ICASSP: the condition VAEs, exported with the model
     if dataset == "icassp":
@@ -293,7 +293,7 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
     torch.manual_seed(int(section["train"]["seed"]))  # the U-Net's initial weights
     unet = CondUNet(cfg)
     task = LDMTask(RadioDiffPipeline(unet, vae, record, extra_vaes))
-    sources = [*splits.sources, *(Path(vaes[n]) for n in names)]
+    sources = [*source.sources, *(Path(vaes[n]) for n in names)]
     state_dir = run_state_dir(stage, __name__, params, sources)
     task.cache_at = (state_dir / "latents", len(train_set))
     task.preview_every = int(section["previews"]["sample_every"] or 0)

@@ -60,16 +60,16 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None) -
     """The ``train_radiounet_{dataset}`` stage: RadioMapSeer (``root``) or ICASSP (``crops``;
     ``arranged`` for random windows); writes ``model/``, ``metrics.json`` and ``train_log.csv``
     into ``out``."""
-    splits = stage_source(f"train radiounet {dataset}", dataset, params, root, crops, arranged)
+    source = stage_source(f"train radiounet {dataset}", dataset, params, root, crops, arranged)
     stage = f"train_radiounet_{dataset}"
     section = params[stage]
-    train_set, val_set, recorded = splits.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
+    train_set, val_set, recorded = source.training_sets(section["data"], f"{stage}.data", section["train"]["seed"])
     record = MapModelRecord(dataset=dataset, **recorded)
     cfg = RadioUNetConfig.from_params(section["model"], in_channels=3, out_channels=1, image_size=record.image_size)
     torch.manual_seed(int(section["train"]["seed"]))
     net = RadioUNet(cfg)
     task = RadioUNetTask(RadioUNetPipeline(net, record))
-    summary = run_training(stage, __name__, task, train_set, val_set, params, splits.sources, Path(out))
+    summary = run_training(stage, __name__, task, train_set, val_set, params, source.sources, Path(out))
     metrics = {
         **map_model_metrics(summary, section, record, net, len(train_set)),
         **run_fields(summary, section),

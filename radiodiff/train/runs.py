@@ -22,8 +22,8 @@ from pathlib import Path
 
 from radiodiff.core.io import atomic_file, write_json
 from radiodiff.core.params import differing_keys
+from radiodiff.dag.code_deps import REPO_ROOT, code_deps
 from radiodiff.data.items import ItemCache
-from radiodiff.pipeline.code_deps import REPO_ROOT, code_deps
 from radiodiff.train.checkpoint import list_checkpoints, state_key
 from radiodiff.train.config import TrainConfig, trajectory
 from radiodiff.train.engine import train
@@ -45,7 +45,7 @@ def fingerprint(paths: list[Path]) -> str:
 
 def code_digests(handler: str) -> dict[str, str]:
     """sha256 (16 hex digits) of the contents of every file the stage's handler module runs
-    (:func:`~radiodiff.pipeline.code_deps.code_deps`, the closure both engines declare)."""
+    (:func:`~radiodiff.dag.code_deps.code_deps`, the closure both engines declare)."""
     return {path: hashlib.sha256((REPO_ROOT / path).read_bytes()).hexdigest()[:16] for path in code_deps(handler)}
 
 

@@ -7,7 +7,7 @@ Four stages use this: ``train_vae_radiomapseer`` (gain maps, edge-aware), ``trai
 
 The two path-loss VAEs (``radiomapseer``, ``radio``) also score their reconstruction of the test
 split (the decode of the posterior mean) exactly as the evaluate stage scores the LDM they feed
-(:class:`radiodiff.evaluate.scoring.Scorer`: same items, scope, buildings zeroed on RadioMapSeer):
+(:class:`radiodiff.evaluate.score_test.Scorer`: same items, scope, buildings zeroed on RadioMapSeer):
 ``ceiling_nmse`` and ``ceiling_rmse_db`` in ``metrics.json``, the error no latent diffusion model
 on these latents can go below (issue 17).
 """
@@ -21,7 +21,7 @@ import torch
 
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import write_json
-from radiodiff.data.items import VAE_CHANNELS, icassp_images, item_batches, map_splits, radiomapseer_images
+from radiodiff.data.items import VAE_CHANNELS, dataset_source, icassp_images, item_batches, radiomapseer_images
 from radiodiff.metrics import MetricAccumulator, reconstruction_metrics, scope_masks, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.losses import VAEGANLoss
@@ -89,15 +89,15 @@ def reconstruction_ceiling(vae: AutoencoderKL, dataset: str, source, data: dict 
     RadioMapSeer's building pixels zeroed, per-image means): the headline scope's metrics keyed
     ``ceiling_*`` (RadioMapSeer ``all``, ICASSP ``valid``) and the second scope's under ``ceiling``."""
     vae.eval()
-    splits = map_splits(dataset, source, data)
+    data_source = dataset_source(dataset, source, data)
     accs: dict[str, MetricAccumulator] = {}
-    for batch in item_batches(splits.items("test"), CEILING_BATCH):
+    for batch in item_batches(data_source.items("test"), CEILING_BATCH):
         target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
         pred = ((vae.decode(vae.encode(batch["target"].float()).mode()) + 1) / 2).clamp(0, 1)
         if dataset == "radiomapseer":
             pred = zero_buildings(pred, batch["buildings"])
         for scope, mask in scope_masks(dataset, batch).items():
-            accs.setdefault(scope, MetricAccumulator(db_per_unit=splits.db_per_unit)).add(pred, target, mask=mask)
+            accs.setdefault(scope, MetricAccumulator(db_per_unit=data_source.db_per_unit)).add(pred, target, mask=mask)
     (first, acc), (second, acc2) = accs.items()
     top, other = acc.summary(), acc2.summary()
     return {

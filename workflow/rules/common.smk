@@ -1,6 +1,6 @@
 # Helpers shared by the rules. The stages, their commands, params keys, data inputs and outputs
-# come from radiodiff.pipeline.stages (the table the CLI and dvc.yaml use too); each stage's
-# library files from radiodiff.pipeline.code_deps. tests/test_parity.py checks that Snakemake and
+# come from radiodiff.dag.stages (the table the CLI and dvc.yaml use too); each stage's
+# library files from radiodiff.dag.code_deps. tests/test_parity.py checks that Snakemake and
 # DVC parse the same DAG.
 import hashlib
 import shutil
@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.params import differing_keys, load_params, write_params
-from radiodiff.pipeline.code_deps import code_deps
-from radiodiff.pipeline.stages import (
+from radiodiff.dag.code_deps import code_deps
+from radiodiff.dag.stages import (
     DVC_PARAMS,
     SNAKEMAKE_PARAMS,
     STAGES,

@@ -25,7 +25,7 @@ from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import atomic_dir, read_png, write_json, write_png
 from radiodiff.core.progress import progress_bar
 from radiodiff.data.icassp import held_out_rows
-from radiodiff.evaluate.sampling import Clock, check_model, default_device, sampling_precision, timing
+from radiodiff.evaluate.sample_test import Clock, check_model, default_device, sampling_precision, timing
 from radiodiff.evaluate.whole_maps import icassp_whole
 from radiodiff.evaluate.windows import MODES
 from radiodiff.models.pipelines import load_pipeline

@@ -6,7 +6,7 @@ declares (the CLI hands it only those, plus the undeclared ``runtime`` section),
 and its outputs. ``${data.radiomapseer.root}`` and ``${data.icassp.root}`` stand for the dataset
 roots (DVC's own templating; the Snakemake rules substitute Snakemake's config). The library
 files each stage depends on are computed from its module's imports
-(:func:`radiodiff.pipeline.code_deps.code_deps`). ``dvc.yaml`` is written from this table
+(:func:`radiodiff.dag.code_deps.code_deps`). ``dvc.yaml`` is written from this table
 (``radiodiff dvc-yaml``); ``workflow/rules/stages.smk`` makes one Snakemake rule per entry.
 """
 
@@ -232,7 +232,7 @@ def _table() -> list[Stage]:
         stages.append(
             Stage(
                 f"sample_{ds}",
-                "radiodiff.evaluate.sampling",
+                "radiodiff.evaluate.sample_test",
                 f"radiodiff sample {ds} {source} --ldm {models[0]} --radiounet {models[1]} --out {samples}",
                 (*SAMPLE_KEYS, *data),
                 (source.split()[1], *models),
@@ -247,7 +247,7 @@ def _table() -> list[Stage]:
         stages.append(
             Stage(
                 f"evaluate_{ds}",
-                "radiodiff.evaluate.scoring",
+                "radiodiff.evaluate.score_test",
                 f"radiodiff evaluate {ds} {source} --samples {samples} --out {folder}",
                 scoring,
                 (source.split()[1], samples),
@@ -264,7 +264,7 @@ def _table() -> list[Stage]:
     stages.append(
         Stage(
             "sample_icassp_full",
-            "radiodiff.evaluate.sample_full",
+            "radiodiff.evaluate.sample_whole",
             f"radiodiff sample icassp_full --arranged {ARRANGED} --ldm {models[0]} --radiounet {models[1]} "
             f"--out {FULL_SAMPLES}",
             ("sample.steps", "sample.seed", "sample.use_ema", "sample.precision", "sample.window"),
@@ -276,7 +276,7 @@ def _table() -> list[Stage]:
     stages.append(
         Stage(
             "evaluate_icassp_full",
-            "radiodiff.evaluate.score_full",
+            "radiodiff.evaluate.score_whole",
             f"radiodiff evaluate icassp_full --arranged {ARRANGED} --samples {FULL_SAMPLES} --out {FULL_EVALUATE}",
             (),
             (ARRANGED, FULL_SAMPLES),

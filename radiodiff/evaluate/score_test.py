@@ -15,7 +15,7 @@ as they are. Two scopes:
   RMSE in dB is the challenge metric. Per-building and per-band breakdowns.
 
 Writes ``summary.json`` (keyed by method, DVC metrics) and ``per_sample.csv``. Both datasets
-take the same path; :func:`radiodiff.data.items.map_splits` adapts each. The test split and the
+take the same path; :func:`radiodiff.data.items.dataset_source` adapts each. The test split and the
 predictions are read and scored batch by batch (:class:`Scorer`).
 """
 
@@ -295,15 +295,15 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     """The ``evaluate_{dataset}`` stage: score every method's sampled test maps in ``samples``
     against RadioMapSeer ``root`` or the ICASSP ``crops``; writes ``summary.json`` and
     ``per_sample.csv`` into ``out``."""
-    splits = stage_source(f"evaluate {dataset}", dataset, params, root, crops)
+    source = stage_source(f"evaluate {dataset}", dataset, params, root, crops)
     samples = Path(samples)
-    items = splits.items("test")
+    items = source.items("test")
     timing = read_json(samples / "sampling.json")["methods"]
     floats = float_maps(samples, len(items)) if dataset == "radiomapseer" else None
-    mpp = full_size(splits.root) * RADIOMAPSEER_PIXEL_SIZE_M / splits.image_size if dataset == "radiomapseer" else None
-    scorer = Scorer(dataset, METHODS, splits.db_per_unit, paper=floats is not None, metres_per_pixel=mpp)
+    mpp = full_size(source.root) * RADIOMAPSEER_PIXEL_SIZE_M / source.image_size if dataset == "radiomapseer" else None
+    scorer = Scorer(dataset, METHODS, source.db_per_unit, paper=floats is not None, metres_per_pixel=mpp)
     seeds = timing["radiodiff"].get("seeds", [])[1:]  # sample.seeds' other seeds (folders of older stages: none)
-    by_seed = {s: Scorer(dataset, ["radiodiff"], splits.db_per_unit) for s in seeds}
+    by_seed = {s: Scorer(dataset, ["radiodiff"], source.db_per_unit) for s in seeds}
     start = 0
     for batch in item_batches(items, SCORE_BATCH):
         preds = {m: read_maps(samples / m, batch["name"], dataset) for m in METHODS}
@@ -322,11 +322,11 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
     extra = {}
     if dataset == "radiomapseer":
         extra = {
-            "simulation": splits.data["simulation"],
-            "split_rule": describe_split(splits.data["split"]),
+            "simulation": source.data["simulation"],
+            "split_rule": describe_split(source.data["split"]),
             "physics_exponent": timing["physics"].get("exponent"),
         }
-    summary["protocol"] = protocol(dataset, items, splits.db_per_unit, "test", **extra)
+    summary["protocol"] = protocol(dataset, items, source.db_per_unit, "test", **extra)
     write_outputs(out, summary, rows)
     print(headline_table(summary), file=sys.stderr)
     return {"stage": f"evaluate_{dataset}", "out": str(out)}

@@ -25,7 +25,7 @@ from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
 from radiodiff.data.icassp import held_out_rows
-from radiodiff.evaluate.scoring import write_outputs
+from radiodiff.evaluate.score_test import write_outputs
 from radiodiff.evaluate.windows import Tiling, model_shape
 
 TASK_WEIGHTS = {"T1": 0.3, "T2": 0.3, "T3": 0.4}

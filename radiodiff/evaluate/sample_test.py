@@ -9,7 +9,7 @@ the next seeds into ``radiodiff_seeds/seed-S/`` (the evaluation reports the spre
 metrics; ``radiodiff/`` stays the first seed's, the headline). RadioMapSeer also keeps every
 method's raw float maps, buildings included, in ``float/{method}.npy`` (N, 1, S, S, the test
 split's order) for the paper's scope. The physics baselines are computed here (they need no training).
-Both datasets take the same path; :func:`radiodiff.data.items.map_splits` adapts each. The test
+Both datasets take the same path; :func:`radiodiff.data.items.dataset_source` adapts each. The test
 split is read, predicted and written batch by batch, so memory does not grow with its size.
 """
 
@@ -154,7 +154,7 @@ def timing(seconds: float, n: int, device, steps, seed, model) -> dict:
 def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, device=None) -> dict:
     """The ``sample_{dataset}`` stage: every method's test-split predictions and
     ``sampling.json`` into ``out`` (atomically). RadioMapSeer reads ``root``, ICASSP ``crops``."""
-    splits = stage_source(f"sample {dataset}", dataset, params, root, crops)
+    source = stage_source(f"sample {dataset}", dataset, params, root, crops)
     sample = params["sample"]
     device = torch.device(device) if device else default_device()
     methods: dict = {}
@@ -162,11 +162,11 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
     with atomic_dir(out) as tmp:
         for method, model_dir in (("radiodiff", ldm), ("radiounet", radiounet)):
             pipe = load_pipeline(model_dir, ema=sample["use_ema"])
-            check_model(pipe, dataset, splits.image_size, model_dir)
-            items = splits.items("test", pipe.condition, pipe.physics_exponent)
+            check_model(pipe, dataset, source.image_size, model_dir)
+            items = source.items("test", pipe.condition, pipe.physics_exponent)
             steps = pipe.steps_for(sample["steps"])
             clock = Clock(device)
-            floats = FloatMaps(tmp / "float", method, len(items), splits.image_size) if keep_float else None
+            floats = FloatMaps(tmp / "float", method, len(items), source.image_size) if keep_float else None
             batches = predict_batches(
                 pipe, items, steps, sample["seed"], sample["batch_size"], device, clock, sample["precision"]
             )
@@ -192,13 +192,13 @@ def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, 
                 methods[method]["seeds"] = seeds
             methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
             methods[method]["precision"] = sample["precision"]
-        items = splits.items("test")
-        exponent = splits.physics_exponent() if dataset == "radiomapseer" else None
+        items = source.items("test")
+        exponent = source.physics_exponent() if dataset == "radiomapseer" else None
         clock = Clock(torch.device("cpu"))
-        floats = FloatMaps(tmp / "float", "physics", len(items), splits.image_size) if keep_float else None
+        floats = FloatMaps(tmp / "float", "physics", len(items), source.image_size) if keep_float else None
         for batch in item_batches(items, sample["batch_size"]):
             with clock:
-                pred = splits.physics(batch, exponent)
+                pred = source.physics(batch, exponent)
             write_maps(tmp / "physics", batch["name"], pred, dataset, batch.get("valid"))
             if floats:
                 floats.add(pred)

@@ -11,11 +11,11 @@ import yaml
 from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_file
 from radiodiff.core.params import load_params, schema_default_params
-from radiodiff.pipeline.code_deps import code_deps
-from radiodiff.pipeline.stages import DVC_PARAMS, STAGES, Stage, init_deps
+from radiodiff.dag.code_deps import code_deps
+from radiodiff.dag.stages import DVC_PARAMS, STAGES, Stage, init_deps
 
 HEADER = """\
-# Written by `radiodiff dvc-yaml` from radiodiff/pipeline/stages.py: do not edit by hand (a test
+# Written by `radiodiff dvc-yaml` from radiodiff/dag/stages.py: do not edit by hand (a test
 # fails when it is stale). The same stages as the Snakemake rules (tests/test_parity.py). Values
 # come from params.yaml; code deps are the files each stage's handler imports. Pointing
 # data.*.root at a real folder makes the stages below depend on it, and synthesize_* is then
