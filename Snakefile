@@ -2,7 +2,7 @@
 # Values: params.yaml (the file DVC reads), which --config, --configfile and profiles override as
 # usual; the jobs compute with exactly the values Snakemake resolved (common.smk validates and
 # writes them for the jobs). Select a scale with `radiodiff scale NAME`.
-# The rules are radiodiff's stage table (radiodiff/pipeline/stages.py), one per stage.
+# The rules are radiodiff's stage table (radiodiff/dag/stages.py), one per stage.
 from snakemake.utils import min_version
 
 min_version("9.0")
