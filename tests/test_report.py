@@ -182,7 +182,7 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     """The quality-per-cost figure's data: validation NMSE rows of each map model's log, RadioDiff's
     clock offset by its VAE's training seconds, FLOPs = step × batch × the benchmark's per item."""
     from radiodiff.report import figures as F
-    from radiodiff.report.sections import _learning_curves
+    from radiodiff.report.results import learning_curves
 
     def write(rel, obj):
         path = tmp_path / rel
@@ -199,7 +199,7 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     write("vae/radiomapseer/metrics.json", {"train_seconds": 100.0, "seconds": 40.0})
     bench = {"models": {"radiodiff/radiomapseer": {"train": {"flops_per_step": 1600, "batch_size": 16}}}}
     write("benchmark.json", bench)
-    curves = _learning_curves(tmp_path, "radiomapseer", {"radiodiff": {"nmse": 0.2}, "radiounet": {"nmse": 0.1}})
+    curves = learning_curves(tmp_path, "radiomapseer", {"radiodiff": {"nmse": 0.2}, "radiounet": {"nmse": 0.1}})
     diff, unet = curves
     assert (
         diff["method"] == "radiodiff" and list(diff["wall_s"]) == [102.0, 103.0] and list(diff["nmse"]) == [0.5, 0.25]
@@ -209,7 +209,7 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     fig = F.learning_curves_figure(curves, 0.05, STYLE, "t")
     assert len(fig.axes) == 2 and any(line.get_linestyle() == "--" for line in fig.axes[0].lines)
     write("radiounet/radiomapseer/train_log.csv", log.drop(columns="wall_s"))  # a log from before wall_s
-    assert _learning_curves(tmp_path, "radiomapseer", {}) == []
+    assert learning_curves(tmp_path, "radiomapseer", {}) == []
 
 
 def test_departures_follow_the_runs_block_style():

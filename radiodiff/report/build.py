@@ -5,35 +5,30 @@ evaluation summaries and per-sample tables, EDA figures, ``benchmark.json``, the
 reports) plus the few ground-truth maps shown in the sample grids; it never trains or samples.
 ``index.html`` embeds every figure as a data URI and carries its own CSS, so it opens from disk
 with no server and no network; ``report.md`` links the same figures under ``figures/``. The
-document (:mod:`~radiodiff.report.document`), its sections (:mod:`~radiodiff.report.sections`),
-figures (:mod:`~radiodiff.report.figures`), fixed texts (:mod:`~radiodiff.report.texts`) and the
-DAG drawing (:mod:`~radiodiff.report.dag`) live beside this entry point.
+document (:mod:`~radiodiff.report.document`), its parts in report order (results per dataset,
+:mod:`~radiodiff.report.results` with the sample grids' rows from :mod:`~radiodiff.report.grids`;
+whole buildings, :mod:`~radiodiff.report.whole`; training, :mod:`~radiodiff.report.training`; EDA,
+benchmark, departures and provenance, :mod:`~radiodiff.report.context`; the DAG,
+:mod:`~radiodiff.report.dag`), figures (:mod:`~radiodiff.report.figures`) and fixed texts
+(:mod:`~radiodiff.report.texts`) live beside this entry point.
 
 Figure style lives in params (``report.*``), so editing it re-runs this stage alone.
 """
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
-import yaml
-
 from radiodiff.core.io import atomic_dir, read_json
 from radiodiff.report import figures as F
+from radiodiff.report.context import benchmark_section, departures_section, eda_section, provenance_section
 from radiodiff.report.dag import dag_section
 from radiodiff.report.document import Doc
-from radiodiff.report.sections import (
-    benchmark_section,
-    dataset_section,
-    eda_section,
-    provenance_rows,
-    training_section,
-    versions,
-    whole_building_section,
-)
-from radiodiff.report.texts import DATASETS, departures
+from radiodiff.report.results import dataset_section
+from radiodiff.report.texts import DATASETS
+from radiodiff.report.training import training_section
+from radiodiff.report.whole import whole_building_section
 
 
 def build_report(
@@ -74,22 +69,8 @@ def build_report(
         eda_section(doc, results / "eda")
         benchmark_section(doc, bench)
         dag = dag_section(doc, params)
-
-        doc.heading("Where radiodiff departs from the paper and the original code", 2, "departures")
-        styles = {d: params[f"train_ldm_{d}"]["model"]["block_style"] for d in DATASETS}
-        rows = departures(styles)
-        doc.table([{"topic": a, "paper / original code": b, "radiodiff": c, "why": d} for a, b, c, d in rows])
-        doc.heading("Provenance", 2, "provenance")
-        doc.heading("Data", 3, "provenance-data")
-        doc.table(provenance_rows(params, validation))
-        doc.heading("Device and software", 3, "provenance-software")
-        device = {
-            "benchmark device": bench.get("device", "?"),
-            "report host": f"{platform.system()} {platform.machine()}",
-        }
-        doc.table([{"item": k, "value": v} for k, v in {**device, **versions()}.items()])
-        doc.heading("Parameters used (params.yaml)", 3, "params")
-        doc.pre(yaml.safe_dump(params, sort_keys=False, default_flow_style=None, width=100), "yaml")
+        departures_section(doc, params)
+        provenance_section(doc, params, validation, bench)
 
         (tmp / "index.html").write_text(doc.render_html(title))
         (tmp / "report.md").write_text(doc.render_md(title))
