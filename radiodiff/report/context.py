@@ -85,33 +85,9 @@ def benchmark_section(doc: Doc, bench: dict) -> None:
     )
     rows, sampling = [], []
     for model, b in bench.get("models", {}).items():
-        train = b.get("train", {})
-        row = {"model": model}
-        row.update({k: train.get(k) for k in ("steps_per_s", "ms_per_step", "peak_memory_mb", "parameters")})
-        row["GFLOP/step"] = _giga(train.get("flops_per_step"))
-        row["GFLOP/s"] = _giga(train.get("flop_per_s"))
-        row["% of peak"] = _percent(train.get("fraction_of_peak"))
-        sample = b.get("sample_ms_per_map")
-        flops = b.get("sample_flops")
-        if isinstance(sample, dict):
-            row.update({f"sample ms/map, N={k}": v for k, v in sample.items()})
-            per_n = {k: (ms, (flops or {}).get(k)) for k, ms in sample.items()}
-        else:
-            row["sample ms/map"] = sample
-            per_n = {None: (sample, flops)}
+        row, per_n = _model_row(model, b)
         rows.append(row)
-        for n, (ms, f) in per_n.items():
-            if f:
-                sampling.append(
-                    {
-                        "model": model,
-                        "sampler steps": n,
-                        "ms/map": ms,
-                        "GFLOP/map": _giga(f.get("flops_per_map")),
-                        "GFLOP/s": _giga(f.get("flop_per_s")),
-                        "% of peak": _percent(f.get("fraction_of_peak")),
-                    }
-                )
+        sampling += [_sampling_row(model, n, ms, f) for n, (ms, f) in per_n.items() if f]
     for dataset, b in (bench.get("physics") or {}).items():
         ms = b.get("sample_ms_per_map") if isinstance(b, dict) else b
         rows.append({"model": f"physics/{dataset}", "sample ms/map": ms})
@@ -119,6 +95,35 @@ def benchmark_section(doc: Doc, bench: dict) -> None:
     if sampling:
         doc.para("FLOPs per sampled map (one sampling batch counted, divided by its maps) and the rate achieved:")
         doc.table(sampling)
+
+
+def _model_row(model: str, b: dict) -> tuple[dict, dict]:
+    """A model's row of the benchmark table, and its sampling (ms per map, FLOPs or None) per
+    sampler step count (the key None where one count was timed)."""
+    train = b.get("train", {})
+    row = {"model": model}
+    row.update({k: train.get(k) for k in ("steps_per_s", "ms_per_step", "peak_memory_mb", "parameters")})
+    row["GFLOP/step"] = _giga(train.get("flops_per_step"))
+    row["GFLOP/s"] = _giga(train.get("flop_per_s"))
+    row["% of peak"] = _percent(train.get("fraction_of_peak"))
+    sample = b.get("sample_ms_per_map")
+    flops = b.get("sample_flops")
+    if isinstance(sample, dict):
+        row.update({f"sample ms/map, N={k}": v for k, v in sample.items()})
+        return row, {k: (ms, (flops or {}).get(k)) for k, ms in sample.items()}
+    row["sample ms/map"] = sample
+    return row, {None: (sample, flops)}
+
+
+def _sampling_row(model: str, n, ms, flops: dict) -> dict:
+    return {
+        "model": model,
+        "sampler steps": n,
+        "ms/map": ms,
+        "GFLOP/map": _giga(flops.get("flops_per_map")),
+        "GFLOP/s": _giga(flops.get("flop_per_s")),
+        "% of peak": _percent(flops.get("fraction_of_peak")),
+    }
 
 
 def provenance_rows(params: dict, validation: dict) -> list[dict]:
