@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from radiodiff.report import figures as F
 from radiodiff.report.build import build_report
 from radiodiff.report.dag import report_dag, to_dot
 from radiodiff.report.document import Doc
+from radiodiff.report.render import Renderer
 from tests.conftest import REPO, env_with_venv, run
 
 STYLE = F.Style(dpi=40, smooth=3)
@@ -119,6 +121,31 @@ def test_style_params_are_checked():
         F.Style.from_params({"cmap": "nope"})
     with pytest.raises(ParamsError, match=r"report\.colour"):
         F.Style.from_params({"colour": "red"})
+
+
+def figures_in(folder, workers: int) -> dict:
+    """Two figures drawn by a :class:`Doc` whose renderer has ``workers`` processes: name -> PNG bytes."""
+    folder.mkdir()
+    with Renderer(STYLE, workers) as renderer:
+        doc = Doc(folder, STYLE, renderer)
+        doc.figure(partial(F.training_terms_figure, vae_log(), "VAE", STYLE, 100), "terms", "c")
+        doc.figure(partial(F.dag_figure, {"a": "a", "b": "b"}, [("a", "b")], STYLE), "dag", "c")
+        page = doc.render_html("t")
+    assert page.count("data:image/png;base64,") == 2 and doc.figure_names == ["terms.png", "dag.png"]
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path):
+    assert figures_in(tmp_path / "one", 1) == figures_in(tmp_path / "two", 2)
+
+
+def broken_figure():
+    raise ValueError("no such column")
+
+
+def test_a_figure_that_fails_in_a_worker_fails_the_report(tmp_path):
+    with pytest.raises(ValueError, match="no such column"), Renderer(STYLE, 2) as renderer:
+        Doc(tmp_path, STYLE, renderer).figure(broken_figure, "broken", "c")
 
 
 def test_doc_tables_bold_the_best_and_escape(tmp_path):

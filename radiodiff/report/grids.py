@@ -32,7 +32,7 @@ def radiomapseer_grid_rows(root: Path, data: dict, samples: Path, names: list[st
         if name not in index:
             raise DataError(f"{root}: test sample {name} from the evaluation is not in this dataset")
         item = ds[index[name]]
-        row = {"name": name, "condition": item["buildings"][0].numpy(), "tx": tuple(item["tx"])}
+        row = {"name": name, "condition": item["buildings"][0].numpy(), "tx": tuple(int(v) for v in item["tx"])}
         row["truth"] = db(((item["target"][0] + 1) / 2).clamp(0, 1).numpy())
         for method in ("radiodiff", "radiounet"):
             pred = zero_buildings(read_maps(samples / method, [name], "radiomapseer"), item["buildings"][None])

@@ -6,10 +6,10 @@ ICASSP's per-building and per-band breakdowns. Reads the evaluation's ``summary.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from matplotlib import rc_context
 
 from radiodiff.core.encodings import PG_FLOOR_DB, PG_MAX_DB, PL_MAX_DB, PL_MIN_DB
 from radiodiff.core.io import read_json
@@ -170,15 +170,15 @@ def _quality_per_cost(doc: Doc, dataset: str, results: Path, summary: dict, ceil
     if not curves:
         return
     title = DATASETS[dataset]
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.learning_curves_figure(curves, ceiling.get("nmse"), doc.style, f"{title}: quality per training cost"),
-            f"learning_curves_{dataset}",
-            f"{title}: validation NMSE at each evaluation against training wall-seconds (RadioDiff's clock "
-            "starts after its VAEs' training seconds) and training FLOPs (the benchmark's counted FLOPs per item "
-            "× batch × step; RadioDiff's exclude its VAEs), with each method's test NMSE (star) and the VAE's "
-            "test reconstruction, the ceiling (dashed).",
-        )
+    heading = f"{title}: quality per training cost"
+    doc.figure(
+        partial(F.learning_curves_figure, curves, ceiling.get("nmse"), doc.style, heading),
+        f"learning_curves_{dataset}",
+        f"{title}: validation NMSE at each evaluation against training wall-seconds (RadioDiff's clock "
+        "starts after its VAEs' training seconds) and training FLOPs (the benchmark's counted FLOPs per item "
+        "× batch × step; RadioDiff's exclude its VAEs), with each method's test NMSE (star) and the VAE's "
+        "test reconstruction, the ceiling (dashed).",
+    )
 
 
 def _ratio_rows(ratios: dict) -> list[dict]:
@@ -238,26 +238,24 @@ def _sample_grid(doc: Doc, dataset: str, root: Path, data: dict | None, samples:
     else:
         grid = icassp_grid_rows(root, samples, chosen)
         unit, vmin, vmax = "path loss (dB)", PL_MIN_DB, PL_MAX_DB
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.sample_grid_figure(grid, unit, doc.style, vmin, vmax),
-            f"samples_{dataset}",
-            f"{title}: {len(grid)} test samples evenly spaced over the split. Condition (the Tx is the red star), "
-            "ground truth, RadioDiff, RadioUNet, and RadioDiff's absolute error, all in dB"
-            + (" (padded pixels blank)." if dataset == "icassp" else "."),
-        )
+    doc.figure(
+        partial(F.sample_grid_figure, grid, unit, doc.style, vmin, vmax),
+        f"samples_{dataset}",
+        f"{title}: {len(grid)} test samples evenly spaced over the split. Condition (the Tx is the red star), "
+        "ground truth, RadioDiff, RadioUNet, and RadioDiff's absolute error, all in dB"
+        + (" (padded pixels blank)." if dataset == "icassp" else "."),
+    )
 
 
 def _distributions(doc: Doc, dataset: str, per_sample: pd.DataFrame) -> None:
     title = DATASETS[dataset]
     metrics = ["nmse", "rmse", "ssim", "psnr"] if dataset == "radiomapseer" else ["rmse_db", "nmse", "ssim", "psnr"]
     metrics = [m for m in metrics if m in per_sample.columns]
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.distribution_figure(per_sample, SCOPE[dataset], metrics, doc.style, title),
-            f"per_sample_{dataset}",
-            f"{title}: per-sample metric distributions on the test split (`per_sample.csv`).",
-        )
+    doc.figure(
+        partial(F.distribution_figure, per_sample, SCOPE[dataset], metrics, doc.style, title),
+        f"per_sample_{dataset}",
+        f"{title}: per-sample metric distributions on the test split (`per_sample.csv`).",
+    )
 
 
 def _error_profile(doc: Doc, dataset: str, summary: dict) -> None:
@@ -268,13 +266,12 @@ def _error_profile(doc: Doc, dataset: str, summary: dict) -> None:
         return
     title = DATASETS[dataset]
     doc.heading(f"{title}: where the error is", 3, f"error-profile-{dataset}")
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.error_profile_figure(profile, doc.style, f"{title}: RMSE by distance from the Tx"),
-            f"error_profile_{dataset}",
-            f"{title}: RMSE in dB pooled over the outdoor pixels of the test split, by distance from the Tx "
-            "(grey bars: the share of pixels in each bin).",
-        )
+    doc.figure(
+        partial(F.error_profile_figure, profile, doc.style, f"{title}: RMSE by distance from the Tx"),
+        f"error_profile_{dataset}",
+        f"{title}: RMSE in dB pooled over the outdoor pixels of the test split, by distance from the Tx "
+        "(grey bars: the share of pixels in each bin).",
+    )
     sight = profile["line_of_sight"]
     doc.para(
         "In line of sight (the straight segment from the Tx crosses no building) versus not: RMSE in dB "
@@ -299,9 +296,8 @@ def _icassp_breakdowns(doc: Doc, summary: dict) -> None:
             for group, s in sorted(summary.get(method, {}).get(key, {}).items(), key=lambda kv: F._natural(kv[0])):
                 table.append({label: group, "method": F.METHOD_LABELS[method], **s})
         doc.table(table, columns=(label, "method", "rmse_db", "nmse", "rmse", "ssim", "psnr", "n_images"))
-        with rc_context(doc.style.rc()):
-            doc.figure(
-                F.breakdown_figure(summary, key, "rmse_db", doc.style, f"RMSE (dB) per {label}"),
-                f"icassp_{key}",
-                f"ICASSP test RMSE in dB per {label} and method (the challenge metric).",
-            )
+        doc.figure(
+            partial(F.breakdown_figure, summary, key, "rmse_db", doc.style, f"RMSE (dB) per {label}"),
+            f"icassp_{key}",
+            f"ICASSP test RMSE in dB per {label} and method (the challenge metric).",
+        )

@@ -5,9 +5,8 @@ as they improved. Reads each model folder's ``metrics.json``, ``train_log.csv`` 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-
-from matplotlib import rc_context
 
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_json, read_png
@@ -60,19 +59,18 @@ def _model_part(doc: Doc, results: Path, kind: str, name: str, title: str, metri
     if kind == "vae":
         disc_start = int(metrics.get("params", {}).get("loss", {}).get("disc_start", 0)) or None
     _, constant = F.loss_terms(log)
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.training_terms_figure(log, title, doc.style, disc_start),
-            f"train_{kind}_{name}_terms",
-            f"{title}: every varying loss term and validation metric on its own axis"
-            + (f" (smoothed over {doc.style.smooth} log rows; raw values faint)" if doc.style.smooth > 1 else "")
-            + (f". Constant over the run: {', '.join(constant)}." if constant else "."),
-        )
-        doc.figure(
-            F.training_overview_figure(log, title, doc.style, disc_start),
-            f"train_{kind}_{name}_overview",
-            f"{title}: terms min-max normalized on one axis, learning rate, gradient norm, skipped non-finite steps.",
-        )
+    doc.figure(
+        partial(F.training_terms_figure, log, title, doc.style, disc_start),
+        f"train_{kind}_{name}_terms",
+        f"{title}: every varying loss term and validation metric on its own axis"
+        + (f" (smoothed over {doc.style.smooth} log rows; raw values faint)" if doc.style.smooth > 1 else "")
+        + (f". Constant over the run: {', '.join(constant)}." if constant else "."),
+    )
+    doc.figure(
+        partial(F.training_overview_figure, log, title, doc.style, disc_start),
+        f"train_{kind}_{name}_overview",
+        f"{title}: terms min-max normalized on one axis, learning rate, gradient norm, skipped non-finite steps.",
+    )
     if kind == "ldm":
         previews_section(doc, results / kind / name, title)
     if disc_start is not None:
@@ -96,11 +94,10 @@ def previews_section(doc: Doc, base: Path, title: str, count: int = 4) -> None:
         if not src.is_file():
             raise DataError(f"{src}: listed in previews.json but missing (re-run the training stage)")
         p["image"] = read_png(src, "RGB")
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.preview_progression_figure(picks, title, doc.style),
-            f"previews_{base.parent.name}_{base.name}",
-            f"{title}: the EMA model's samples of the first {len(index[0]['rmse_db'])} validation items at "
-            f"{len(picks)} of its {len(index)} previews (rows: items; columns: condition, ground truth, prediction, "
-            "|prediction − truth| on 0–20 dB). RMSE in dB over the items' scored pixels.",
-        )
+    doc.figure(
+        partial(F.preview_progression_figure, picks, title, doc.style),
+        f"previews_{base.parent.name}_{base.name}",
+        f"{title}: the EMA model's samples of the first {len(index[0]['rmse_db'])} validation items at "
+        f"{len(picks)} of its {len(index)} previews (rows: items; columns: condition, ground truth, prediction, "
+        "|prediction − truth| on 0–20 dB). RMSE in dB over the items' scored pixels.",
+    )

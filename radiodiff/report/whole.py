@@ -4,10 +4,10 @@ sliding windows meet, and a grid of whole buildings."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from matplotlib import rc_context
 
 from radiodiff.core.encodings import PL_MAX_DB, PL_MIN_DB
 from radiodiff.core.io import read_json, read_png
@@ -90,13 +90,11 @@ def _grid(doc: Doc, results: Path, arranged: Path, methods: list[str]) -> None:
         for m in methods:
             row[m] = read_png(samples / m / f"{name}.png", "L").astype(np.float64)
         grid.append(row)
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.sample_grid_figure(
-                grid, "path loss (dB)", doc.style, PL_MIN_DB, PL_MAX_DB, {m: FULL_METHODS[m] for m in methods}
-            ),
-            "samples_icassp_full",
-            f"ICASSP whole test buildings: {len(grid)} maps evenly spaced over the test samples. Arranged input "
-            "(reflectance, transmittance, FSPL − G as RGB), ground truth, each method's challenge PNG, and "
-            "RadioDiff's absolute error, in dB.",
-        )
+    labels = {m: FULL_METHODS[m] for m in methods}
+    doc.figure(
+        partial(F.sample_grid_figure, grid, "path loss (dB)", doc.style, PL_MIN_DB, PL_MAX_DB, labels),
+        "samples_icassp_full",
+        f"ICASSP whole test buildings: {len(grid)} maps evenly spaced over the test samples. Arranged input "
+        "(reflectance, transmittance, FSPL − G as RGB), ground truth, each method's challenge PNG, and "
+        "RadioDiff's absolute error, in dB.",
+    )
