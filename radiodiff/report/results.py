@@ -227,11 +227,13 @@ def _scope_tables(doc: Doc, dataset: str, summary: dict) -> None:
         doc.para(PUBLISHED_ICASSP)
 
 
-def _sample_grid(doc: Doc, dataset: str, root: Path, data: dict | None, samples: Path, per_sample) -> None:
+def _sample_grid(
+    doc: Doc, dataset: str, root: Path, data: dict | None, samples: Path, per_sample: pd.DataFrame
+) -> None:
     """Test samples evenly spaced over the split: condition, truth, both methods, the error."""
     title = DATASETS[dataset]
-    scores = per_sample.loc[(per_sample["method"] == "radiodiff") & (per_sample["scope"] == SCOPE[dataset]), "name"]
-    chosen = evenly_spaced(sorted(scores), doc.style.grid_samples)
+    names = per_sample.loc[(per_sample["method"] == "radiodiff") & (per_sample["scope"] == SCOPE[dataset]), "name"]
+    chosen = evenly_spaced(sorted(names), doc.style.grid_samples)
     if dataset == "radiomapseer":
         grid = radiomapseer_grid_rows(root, data, samples, chosen)
         unit, vmin, vmax = "path gain (dB)", PG_FLOOR_DB, PG_MAX_DB
