@@ -22,9 +22,9 @@ from radiodiff.models.pipelines import load_pipeline
 from radiodiff.models.radiodiff import RadioDiffPipeline
 from radiodiff.models.radiounet import RadioUNetPipeline
 from radiodiff.physics.baselines import fit_log_distance_exponent, icassp_physics_unit, log_distance_unit
+from radiodiff.report.context import benchmark_section
 from radiodiff.report.document import Doc
 from radiodiff.report.figures import Style
-from radiodiff.report.sections import benchmark_section
 from radiodiff.train.ldm import LDMTask
 
 TRAIN = dict(
@@ -103,7 +103,7 @@ def test_ldm_writes_sample_previews_the_report_shows(trained, tmp_path):
     """Every ``previews.sample_every`` steps: a grid of 2 validation items (condition | truth |
     prediction | error), listed in previews.json with the items' RMSE in dB; the report draws
     the progression from it."""
-    from radiodiff.report.sections import previews_section
+    from radiodiff.report.training import previews_section
     from radiodiff.train.previews import read_index
 
     folder = trained["dir"] / "ldm" / "previews"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from radiodiff.report import figures as F
 from radiodiff.report.build import build_report
 from radiodiff.report.dag import report_dag, to_dot
 from radiodiff.report.document import Doc
+from radiodiff.report.render import Renderer
 from tests.conftest import REPO, env_with_venv, run
 
 STYLE = F.Style(dpi=40, smooth=3)
@@ -121,6 +123,31 @@ def test_style_params_are_checked():
         F.Style.from_params({"colour": "red"})
 
 
+def figures_in(folder, workers: int) -> dict:
+    """Two figures drawn by a :class:`Doc` whose renderer has ``workers`` processes: name -> PNG bytes."""
+    folder.mkdir()
+    with Renderer(STYLE, workers) as renderer:
+        doc = Doc(folder, STYLE, renderer)
+        doc.figure(partial(F.training_terms_figure, vae_log(), "VAE", STYLE, 100), "terms", "c")
+        doc.figure(partial(F.dag_figure, {"a": "a", "b": "b"}, [("a", "b")], STYLE), "dag", "c")
+        page = doc.render_html("t")
+    assert page.count("data:image/png;base64,") == 2 and doc.figure_names == ["terms.png", "dag.png"]
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path):
+    assert figures_in(tmp_path / "one", 1) == figures_in(tmp_path / "two", 2)
+
+
+def broken_figure():
+    raise ValueError("no such column")
+
+
+def test_a_figure_that_fails_in_a_worker_fails_the_report(tmp_path):
+    with pytest.raises(ValueError, match="no such column"), Renderer(STYLE, 2) as renderer:
+        Doc(tmp_path, STYLE, renderer).figure(broken_figure, "broken", "c")
+
+
 def test_doc_tables_bold_the_best_and_escape(tmp_path):
     doc = Doc(tmp_path, STYLE)
     doc.table([{"method": "a<b", "rmse": 0.5}, {"method": "c|d", "rmse": 0.25}], best={"rmse": 1}, html_id="m")
@@ -182,7 +209,7 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     """The quality-per-cost figure's data: validation NMSE rows of each map model's log, RadioDiff's
     clock offset by its VAE's training seconds, FLOPs = step × batch × the benchmark's per item."""
     from radiodiff.report import figures as F
-    from radiodiff.report.sections import _learning_curves
+    from radiodiff.report.results import learning_curves
 
     def write(rel, obj):
         path = tmp_path / rel
@@ -199,7 +226,7 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     write("vae/radiomapseer/metrics.json", {"train_seconds": 100.0, "seconds": 40.0})
     bench = {"models": {"radiodiff/radiomapseer": {"train": {"flops_per_step": 1600, "batch_size": 16}}}}
     write("benchmark.json", bench)
-    curves = _learning_curves(tmp_path, "radiomapseer", {"radiodiff": {"nmse": 0.2}, "radiounet": {"nmse": 0.1}})
+    curves = learning_curves(tmp_path, "radiomapseer", {"radiodiff": {"nmse": 0.2}, "radiounet": {"nmse": 0.1}})
     diff, unet = curves
     assert (
         diff["method"] == "radiodiff" and list(diff["wall_s"]) == [102.0, 103.0] and list(diff["nmse"]) == [0.5, 0.25]
@@ -209,7 +236,7 @@ def test_learning_curves_charge_radiodiff_its_vaes_and_count_flops(tmp_path):
     fig = F.learning_curves_figure(curves, 0.05, STYLE, "t")
     assert len(fig.axes) == 2 and any(line.get_linestyle() == "--" for line in fig.axes[0].lines)
     write("radiounet/radiomapseer/train_log.csv", log.drop(columns="wall_s"))  # a log from before wall_s
-    assert _learning_curves(tmp_path, "radiomapseer", {}) == []
+    assert learning_curves(tmp_path, "radiomapseer", {}) == []
 
 
 def test_departures_follow_the_runs_block_style():

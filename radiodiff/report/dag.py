@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-
-from matplotlib import rc_context
+from functools import partial
 
 from radiodiff.dag.stages import edges
 from radiodiff.report import figures as F
@@ -60,10 +59,9 @@ def dag_section(doc: Doc, params: dict) -> dict:
         if r.returncode == 0:
             doc.image_file(png, "dag", f"{what}, drawn by Graphviz.")
             return {"dag": "graphviz", "stages": len(nodes), "edges": len(dag_edges)}
-    with rc_context(doc.style.rc()):
-        doc.figure(
-            F.dag_figure(dict(zip(nodes, nodes, strict=True)), dag_edges, doc.style),
-            "dag",
-            f"{what}, layered by longest path (Graphviz is not installed; `figures/dag.dot` holds the graph).",
-        )
+    doc.figure(
+        partial(F.dag_figure, dict(zip(nodes, nodes, strict=True)), dag_edges, doc.style),
+        "dag",
+        f"{what}, layered by longest path (Graphviz is not installed; `figures/dag.dot` holds the graph).",
+    )
     return {"dag": "matplotlib", "stages": len(nodes), "edges": len(dag_edges)}

@@ -1,11 +1,14 @@
 """The report as a document: HTML and Markdown written side by side, figures embedded as data
-URIs in the HTML and linked under ``figures/`` from the Markdown, and its own CSS."""
+URIs in the HTML and linked under ``figures/`` from the Markdown, and its own CSS. Its figures
+are drawn by a :class:`~radiodiff.report.render.Renderer`, maybe while the document goes on; the
+HTML reads each PNG when it is rendered."""
 
 from __future__ import annotations
 
 import base64
 import html
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from radiodiff.report.figures import Style
+from radiodiff.report.render import Renderer
 
 
 def fmt(v) -> str:
@@ -30,16 +34,38 @@ def fmt(v) -> str:
     return str(v)
 
 
+@dataclass(frozen=True)
+class _Image:
+    """A figure's place in the HTML, filled with its PNG when the page is rendered."""
+
+    path: Path
+    alt: str
+    caption: str
+
+    def html(self) -> str:
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(self.alt)}">'
+            f"<figcaption>{_inline(self.caption)}</figcaption></figure>"
+        )
+
+
 @dataclass
 class Doc:
-    """The report as HTML and Markdown at once; figures go to ``figures/`` and into the HTML."""
+    """The report as HTML and Markdown at once; figures go to ``figures/`` and into the HTML.
+    ``renderer`` draws the figures (by default in this process, one at a time)."""
 
     figures_dir: Path
     style: Style
-    html: list[str] = field(default_factory=list)
+    renderer: Renderer | None = None
+    html: list[str | _Image] = field(default_factory=list)
     md: list[str] = field(default_factory=list)
     toc: list[tuple[str, str, int]] = field(default_factory=list)
     figure_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.renderer is None:
+            self.renderer = Renderer(self.style)
 
     def heading(self, text: str, level: int = 2, anchor: str | None = None) -> None:
         anchor = anchor or "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
@@ -78,9 +104,12 @@ class Doc:
         self.html.append(f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
         self.md.append("\n".join(md) + "\n")
 
-    def figure(self, fig: Figure, name: str, caption: str) -> None:
+    def figure(self, draw: Callable[[], Figure], name: str, caption: str) -> None:
+        """``draw`` makes the figure: a :func:`functools.partial` of a :mod:`~radiodiff.report.figures`
+        function, its arguments bound now; it runs under the style's rc, maybe later in another
+        process, so nothing it was given may change afterwards."""
         path = self.figures_dir / f"{name}.png"
-        fig.savefig(path, dpi=self.style.dpi)
+        self.renderer.submit(draw, path)
         self._embed(path, name, caption)
 
     def image_file(self, src: Path, name: str, caption: str) -> None:
@@ -91,22 +120,21 @@ class Doc:
         self._embed(path, name, caption)
 
     def _embed(self, path: Path, name: str, caption: str) -> None:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
         self.figure_names.append(path.name)
-        self.html.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
-            f"<figcaption>{_inline(caption)}</figcaption></figure>"
-        )
+        self.html.append(_Image(path, name, caption))
         self.md.append(f"![{caption}](figures/{path.name})\n")
 
     def render_html(self, title: str) -> str:
+        """The page, every figure embedded (waits for the figures still being drawn)."""
+        self.renderer.wait()
+        body = "".join(part.html() if isinstance(part, _Image) else part for part in self.html)
         toc = "".join(
             f'<li class="l{level}"><a href="#{a}">{html.escape(t)}</a></li>' for a, t, level in self.toc if level <= 3
         )
         return (
             "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><nav><ul>{toc}</ul></nav><main>{''.join(self.html)}</main></body></html>\n"
+            f"<h1>{html.escape(title)}</h1><nav><ul>{toc}</ul></nav><main>{body}</main></body></html>\n"
         )
 
     def render_md(self, title: str) -> str:
