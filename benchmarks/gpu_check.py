@@ -49,6 +49,7 @@ stages run through radiodiff's own CLI, and paper_smoke trains without LPIPS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import importlib.metadata
 import importlib.util
@@ -64,7 +65,6 @@ import tempfile
 import time
 import tomllib
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -88,7 +88,7 @@ SHARES_S = {"environment": 5, "tests": 45, "stages": 120, "train": 60, "sample":
 TAIL_LINES = 15  # of a failed stage's log, into the JSON
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """What one mode measures."""
 
@@ -160,8 +160,11 @@ def dependency_versions() -> dict:
 
 
 def git_commit() -> str | None:
-    """The checkout's commit, or None where the tree travelled without its .git."""
-    p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    """The checkout's commit, or None where the tree travelled without its .git (or git is absent)."""
+    try:
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return None
     return p.stdout.strip() if p.returncode == 0 else None
 
 
@@ -365,12 +368,12 @@ def measure_series(runs: list, label: dict, batches, measure, device, left) -> N
             continue
         try:
             entry.update(measure(batch))
+            continue
         except RuntimeError as e:
-            free_memory(device)
-            entry.update(
-                {"out_of_memory": True} if is_out_of_memory(e) else {"error": f"{type(e).__name__}: {e}"[:500]}
-            )
-            return
+            failure = {"out_of_memory": True} if is_out_of_memory(e) else {"error": f"{type(e).__name__}: {e}"[:500]}
+        entry.update(failure)
+        free_memory(device)  # after the except block, whose traceback held the step's tensors
+        return
 
 
 def train_speed(pipe, plan: Plan, device, budget: Budget, report: Report) -> dict:
@@ -450,7 +453,7 @@ def main(argv=None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # here and in every child
     plan = TINY_PLAN if args.tiny else GPU_PLAN
     if args.stages:
-        plan = Plan(**{**plan.__dict__, "stages": tuple(args.stages)})
+        plan = dataclasses.replace(plan, stages=tuple(args.stages))
     if plan.threads:
         os.environ["OMP_NUM_THREADS"] = str(plan.threads)  # the children's
         torch.set_num_threads(plan.threads)

@@ -4,6 +4,7 @@ on a GPU machine."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -64,3 +65,27 @@ def test_cpu_tiny_check_writes_every_part(tmp_path):
     for run in sample["runs"]:
         assert all(is_number(run[k]) and run[k] > 0 for k in ("ms_per_map", "flops_per_map", "peak_memory_mb"))
     assert is_number(sample["peak_memory_mb"]) and is_number(train["peak_memory_mb"])
+
+
+def test_a_series_stops_at_its_first_out_of_memory_and_at_the_time_budget(monkeypatch):
+    """The GPU-only branch: a batch that runs out of memory is recorded and ends its series (the
+    larger batches are not tried); with no time left every batch is recorded as skipped."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    gpu_check = importlib.import_module("gpu_check")
+    cpu = torch.device("cpu")
+
+    def measure(batch):
+        if batch >= 32:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return {"steps_per_s": 8.0 / batch}
+
+    runs = []
+    gpu_check.measure_series(runs, {"precision": "bf16"}, (1, 8, 32, 64), measure, cpu, lambda: 60.0)
+    assert runs == [
+        {"precision": "bf16", "batch_size": 1, "steps_per_s": 8.0},
+        {"precision": "bf16", "batch_size": 8, "steps_per_s": 1.0},
+        {"precision": "bf16", "batch_size": 32, "out_of_memory": True},
+    ]
+    runs = []
+    gpu_check.measure_series(runs, {}, (1, 8), measure, cpu, lambda: 0.0)
+    assert runs == [{"batch_size": 1, "skipped": "time budget"}, {"batch_size": 8, "skipped": "time budget"}]
