@@ -1,5 +1,7 @@
 """GPU check: radiodiff on one GPU of a bare machine, in under 5 minutes, from the source tree.
 
+Not yet run on a GPU (none was lent while it was written): its timings and budget shares are estimates.
+
     bash benchmarks/gpu_check.sh                 # on the GPU machine (installs the carried wheels first)
     python benchmarks/gpu_check.py --cpu --tiny  # here: the same code path in seconds (the ci preset)
 
@@ -428,7 +430,8 @@ def failures(report: dict) -> list[str]:
         out.append("tests")
     out += [f"stage {n}" for n in report.get("stages", {}).get("failed", [])]
     for part in ("train", "sample"):
-        out += [f"{part} {r}" for r in report.get(part, {}).get("runs", []) if "error" in r]
+        for run in (r for r in report.get(part, {}).get("runs", []) if "error" in r):
+            out.append(" ".join([part, *(f"{k}={run[k]}" for k in ("precision", "steps", "batch_size") if k in run)]))
     return out
 
 
@@ -466,7 +469,9 @@ def main(argv=None) -> int:
     report.put("check", {**check, "budget_s": args.budget_s, "finished": False})
     report.put("environment", environment(device))
     if device.type != "cuda" and not args.cpu:
-        print(f"gpu_check: no CUDA device here (torch {torch.__version__}); --cpu runs on the CPU", file=sys.stderr)
+        error = f"no CUDA device here (torch {torch.__version__}); --cpu runs on the CPU"
+        report.put("check", {**check, "budget_s": args.budget_s, "finished": False, "error": error})
+        print(f"gpu_check: {error}", file=sys.stderr)
         return 1
     workspace = Path(args.workspace) if args.workspace else Path(tempfile.mkdtemp(prefix="radiodiff-gpu-check-"))
     workspace.mkdir(parents=True, exist_ok=True)
