@@ -24,7 +24,7 @@ ensure_env() {
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install --quiet -r requirements.lock 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install --quiet --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import radiodiff, torch, torchvision, timm, lpips, accelerate, snakemake, dvc' \
+  .venv/bin/python -c 'import radiodiff, torch, torchvision, timm, accelerate, jsonschema, xxhash, lpips, snakemake, dvc' \
     || { echo "run.sh: the environment did not install cleanly" >&2; exit 1; }
   touch .venv/.installed
 }

@@ -13,7 +13,8 @@ L1 and skip settings), backward, an AdamW step. Per batch size:
 Random batches of the model's shapes; ``--warmup`` untimed steps (the first one also counts the
 FLOPs, :func:`radiodiff.benchmark.count_flops`), then the mean of ``--steps`` timed ones. Prints a
 table; ``--out`` also writes the figures as JSON. Peak memory is the process's peak RSS so far
-(on a CPU; a bound, not a per-batch figure).
+(on a CPU; a bound, not a per-batch figure). :func:`unet_step` also runs on a GPU and under bf16
+autocast: ``benchmarks/gpu_check.py`` calls it there.
 
     radiodiff scale paper_smoke && snakemake --cores all
     python benchmarks/paper_unet_step.py --batch 1 2 --out unet_step.json
@@ -27,7 +28,6 @@ import argparse
 import copy
 import json
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -35,25 +35,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from radiodiff.benchmark import count_flops, time_training
+from radiodiff.benchmark import count_flops, peak_memory_mb, sync, time_training
 from radiodiff.models.pipelines import load_pipeline
 from radiodiff.models.radiodiff import RadioDiffPipeline
 from radiodiff.train.ldm import LDMTask
 
+CPU = torch.device("cpu")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast, as training's mixed_precision: bf16
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-
-def unet_step(pipe: RadioDiffPipeline, batch: int, steps: int, warmup: int) -> dict:
-    """The U-Net's training step (loss, backward, AdamW) on cached encodings of a random batch."""
+def unet_step(
+    pipe: RadioDiffPipeline, batch: int, steps: int, warmup: int, device=CPU, precision: str = "fp32"
+) -> dict:
+    """The U-Net's training step (loss, backward, AdamW) on cached encodings of a random batch, on
+    ``device``, in fp32 or under bf16 autocast (``precision``). A copy of the U-Net trains, so
+    ``pipe`` is left as it was (its VAE moves to ``device``). Peak memory: CUDA's peak allocated
+    during the steps, or on a CPU the process's peak RSS so far (a bound, not a per-batch figure)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     g = torch.Generator().manual_seed(0)
     size = pipe.grid_px
     data = {
-        "condition": torch.rand(batch, 3, size, size, generator=g) * 2 - 1,
-        "target": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
+        "condition": (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device),
+        "target": (torch.rand(batch, 1, size, size, generator=g) * 2 - 1).to(device),
     }
-    task = LDMTask(pipe.with_network(copy.deepcopy(pipe.network)))
+    task = LDMTask(pipe.with_network(copy.deepcopy(pipe.network).to(device)))
+    task.pipe.place_first_stage(device)  # the frozen VAE encodes on the device, as in training
     with torch.no_grad():
         encodings = task.encodings(data)
     task.encodings = lambda batch, mask=None: encodings  # the latent cache's role
@@ -62,22 +71,29 @@ def unet_step(pipe: RadioDiffPipeline, batch: int, steps: int, warmup: int) -> d
 
     def step(i: int) -> None:
         opt.zero_grad(set_to_none=True)
-        task.loss(data, i, 0)[0].backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = task.loss(data, i, 0)[0]
+        loss.backward()
         opt.step()
 
     flops = count_flops(lambda: step(0)) if warmup else None
     times = []
     for i in range(max(warmup - 1, 0) + steps):
+        sync(device)
         t0 = time.perf_counter()
         step(i)
+        sync(device)
         if i >= warmup - 1:
             times.append(time.perf_counter() - t0)
+    mean = float(np.mean(times))
     return {
         "batch_size": batch,
+        "precision": precision,
         "timed_steps": steps,
-        "s_per_step": float(np.mean(times)),
+        "s_per_step": mean,
+        "steps_per_s": 1 / mean,
         "flops_per_step": flops,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_memory_mb": peak_memory_mb(device),
     }
 
 
@@ -108,7 +124,7 @@ def main(argv=None) -> int:
     for b in args.batch:
         result["unet"].append(unet_step(pipe, b, args.steps, args.warmup))
         if args.with_encoding:
-            t = time_training(pipe, b, args.steps, args.warmup, torch.device("cpu"))
+            t = time_training(pipe, b, args.steps, args.warmup, CPU)
             result["ldm"].append({**t, "s_per_step": t["ms_per_step"] / 1000})
     print(
         f"paper U-Net ({result['parameters']:,} parameters, {result['image_size']}², "
@@ -118,7 +134,7 @@ def main(argv=None) -> int:
     for i, u in enumerate(result["unet"]):
         ldm = f"{result['ldm'][i]['s_per_step']:11.1f}" if result["ldm"] else f"{'-':>11}"
         gflop = f"{u['flops_per_step'] / 1e9:8.0f}" if u["flops_per_step"] else f"{'-':>8}"
-        print(f"{u['batch_size']:>5} {u['s_per_step']:12.1f} {gflop} {ldm} {u['peak_rss_mb']:12.0f}")
+        print(f"{u['batch_size']:>5} {u['s_per_step']:12.1f} {gflop} {ldm} {u['peak_memory_mb']:12.0f}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

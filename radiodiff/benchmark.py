@@ -44,12 +44,14 @@ from radiodiff.train.ldm import LDMTask
 from radiodiff.train.radiounet import RadioUNetTask
 
 
-def _sync(device) -> None:
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA), so a clock read after it counts that work."""
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def _peak_mb(device) -> float:
+def peak_memory_mb(device) -> float:
+    """CUDA's peak allocated memory since its last reset, or on a CPU the process's peak RSS so far (MB)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -71,10 +73,10 @@ def measured_peak(device, dtype=torch.float32, n: int | None = None, repeats: in
     a, b = (torch.randn(n, n, generator=g, device=device, dtype=dtype) for _ in range(2))
     best = float("inf")
     for i in range(repeats + 1):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        sync(device)
         if i:
             best = min(best, time.perf_counter() - t0)
     return {"dtype": str(dtype).removeprefix("torch."), "n": n, "flop_per_s": 2 * n**3 / best}
@@ -132,10 +134,10 @@ def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(warmup + steps):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         step(i)
-        _sync(device)
+        sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     mean = float(np.mean(times))
@@ -144,7 +146,7 @@ def time_training(pipe, batch: int, steps: int, warmup: int, device) -> dict:
         "timed_steps": steps,
         "ms_per_step": 1000 * mean,
         "steps_per_s": 1 / mean,
-        "peak_memory_mb": _peak_mb(device),
+        "peak_memory_mb": peak_memory_mb(device),
         "parameters": net.num_parameters(),
         "flops_per_step": flops,
     }
@@ -160,10 +162,10 @@ def time_sampling(pipe, batch: int, repeats: int, device, steps=None) -> tuple[f
     flops = count_flops(lambda: pipe(cond, steps=steps, generator=gen))
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         pipe(cond, steps=steps, generator=gen)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times)) / batch, flops / batch
 
@@ -185,10 +187,10 @@ def time_whole_map(pipe, size_px, window: dict, device, repeats: int) -> dict:
     gen = torch.Generator(device=device).manual_seed(0)
     times = []
     for i in range(repeats + 1):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         _, tiling = predict_windows(pipe, cond, **window, generator=gen)
-        _sync(device)
+        sync(device)
         if i:
             times.append(time.perf_counter() - t0)
     return {

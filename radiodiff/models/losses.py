@@ -140,8 +140,13 @@ class LPIPSLoss(nn.Module):
         if net not in BACKBONE_FILES:
             raise ParamsError(f"lpips_net must be one of {sorted(BACKBONE_FILES)}, got {net!r}")
         ckpt = _resolve_backbone(net, backbone_path)  # fail before building anything
-
-        import lpips
+        try:  # an extra (radiodiff[lpips], in radiodiff[pipeline]): the library runs without it
+            import lpips
+        except ImportError:
+            raise ParamsError(
+                "LPIPS (perceptual_weight > 0) needs the lpips package, which is not installed: "
+                "pip install 'radiodiff[lpips]', or set perceptual_weight: 0"
+            ) from None
 
         with warnings.catch_warnings():
             # pnet_rand=True makes lpips call torchvision with pretrained=False (= weights=None):
