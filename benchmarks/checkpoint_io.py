@@ -32,10 +32,10 @@ import torch
 
 from radiodiff.core.params import load_params
 from radiodiff.models.cond_unet import CondUNet
-from radiodiff.models.unet_config import CondUNetConfig
 from radiodiff.train import checkpoint
 from radiodiff.train.config import TrainConfig
 from radiodiff.train.distributed import make_accelerator
+from radiodiff.train.ldm import unet_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,9 +53,7 @@ def build_state(preset: Path) -> tuple:
     """The paper_smoke RadioMapSeer U-Net, prepared with AdamW (moments filled) and an EMA copy."""
     section = load_params(preset)["train_ldm_radiomapseer"]
     size = int(load_params(preset)["data"]["radiomapseer"]["image_size"])
-    cfg_unet = CondUNetConfig.from_params(
-        section["model"], latent_channels=3, extra_channels=0, cond_channels=3, image_size=size
-    )
+    cfg_unet = unet_config(section["model"], latent_channels=3, extra_channels=0, image_size=size)
     torch.manual_seed(0)
     unet = CondUNet(cfg_unet)
     cfg = TrainConfig.with_defaults(keep_states=1)

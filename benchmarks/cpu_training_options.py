@@ -55,8 +55,8 @@ def vae_task(folder: Path, params: dict, batch: int):
     """The RadioMapSeer VAE's training task (its stage's loss settings) and a random batch."""
     vae = AutoencoderKL.from_pretrained(folder)
     loss = dict(params["train_vae_radiomapseer"]["loss"])
-    disc_lr = loss.pop("disc_lr")
-    task = VAETask(vae.config, loss, disc_lr=disc_lr, use_edges=loss.get("edge_weight", 0) > 0)
+    disc_lr, noise = loss.pop("disc_lr"), loss.pop("decoder_noise", 0.0)
+    task = VAETask(vae.config, loss, disc_lr=disc_lr, use_edges=loss.get("edge_weight", 0) > 0, decoder_noise=noise)
     task.model.load_state_dict(vae.state_dict())
     size = vae.config.resolution
     g = torch.Generator().manual_seed(0)

@@ -81,7 +81,7 @@ from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.cond_unet import CondUNet
 from radiodiff.models.map_model import RadioDiffRecord
 from radiodiff.models.radiodiff import RadioDiffPipeline
-from radiodiff.models.unet_config import CondUNetConfig
+from radiodiff.train.ldm import unet_config
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("environment", "tests", "stages", "train", "sample")
@@ -334,18 +334,18 @@ def preset_pipeline(params: dict) -> RadioDiffPipeline:
     vae_model = params["train_vae_radiomapseer"]["model"]
     vae = AutoencoderKL(AutoencoderKLConfig.from_params(vae_model, in_channels=1, out_channels=1, resolution=size))
     latent = int(vae.config.embed_dim)
-    unet_config = CondUNetConfig.from_params(
-        section["model"], latent_channels=latent, extra_channels=0, cond_channels=3, image_size=size
-    )
+    prior = bool(section["model"]["prior_latent"])  # the physics prior through the VAE: an extra latent
+    unet = unet_config(section["model"], latent, latent if prior else 0, size)
     diffusion = section["diffusion"]
     record = RadioDiffRecord(
         dataset="radiomapseer",
         condition=data["condition"],
         image_size=size,
         scale_factor=1.0 if diffusion["scale_factor"] == "auto" else float(diffusion["scale_factor"]),
+        prior_latent=prior,
         **{k: diffusion[k] for k in ("sampling_steps", "t_eps", "skip", "weighting", "l1")},
     )
-    return RadioDiffPipeline(CondUNet(unet_config), vae, record).eval()
+    return RadioDiffPipeline(CondUNet(unet), vae, record).eval()
 
 
 def is_out_of_memory(error: RuntimeError) -> bool:

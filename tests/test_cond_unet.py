@@ -453,3 +453,24 @@ def test_original_blocks_load_a_torchvision_swin_checkpoint(tmp_path):
     torch.save(state, tmp_path / "partial.pt")
     with pytest.raises(ParamsError, match=r"partial\.pt: no tensor 'features\.0\.0\.weight'"):
         CondUNet(tiny_config(**TINY_ORIGINAL, swin_checkpoint=str(tmp_path / "partial.pt")))
+
+
+@pytest.mark.parametrize("style", ["light", "original"])
+def test_cond_stem_gives_the_stem_every_raw_condition_pixel(style):
+    """``cond_stem``: the condition pixel-unshuffled to the latent grid joins z_t at the stem
+    (cond_channels x 16 more input channels), so a change of one condition pixel (a Tx moved by
+    one pixel, within a Swin patch) reaches the output through it; off, the stem is unchanged."""
+    kw = TINY_ORIGINAL if style == "original" else {}
+    plain, raw = tiny_model(**kw), tiny_model(cond_stem=True, **kw)
+    stem = (lambda m: m.stem[0]) if style == "original" else (lambda m: m.stem)
+    assert stem(raw).in_channels == stem(plain).in_channels + 3 * 16
+    assert raw.config.stem_cond_channels == 48 and plain.config.stem_cond_channels == 0
+    z, t, cond, extra = inputs(raw.config)
+    moved = cond.clone()
+    moved[:, 1, 5, 5], moved[:, 1, 5, 6] = cond[:, 1, 5, 6], cond[:, 1, 5, 5]  # two pixels of one 4x4 patch swapped
+    with torch.no_grad():
+        out, out_moved = raw.eval()(z, t, cond, extra), raw(z, t, moved, extra)
+    assert not torch.allclose(out[0], out_moved[0])
+    assert CondUNetConfig.from_dict(raw.config.to_dict()).cond_stem is True
+    with pytest.raises(ParamsError, match="cond_stem must be true or false"):
+        tiny_config(cond_stem="yes")

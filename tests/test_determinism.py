@@ -30,7 +30,7 @@ DRIVER = textwrap.dedent(
                       dropout=0.0),
         "loss": dict(kl_weight=1e-6, perceptual_weight=0.0, disc_start=1, disc_weight=0.5, disc_factor=1.0,
                      disc_loss="hinge", disc_num_layers=1, disc_ndf=8, disc_lr=2e-4, logvar_init=0.0, learn_logvar=True,
-                     edge_weight=1.0, lpips_net="vgg", lpips_backbone_path=None),
+                     edge_weight=1.0, decoder_noise=0.0, lpips_net="vgg", lpips_backbone_path=None),
         "data": {"augment": False},
         "train": TRAIN,
     }

@@ -472,3 +472,42 @@ def test_reconstruction_ceiling_scores_the_test_split_like_the_ldm(tiny_radiomap
     scored = scorer.result()[0]["vae"]
     assert got["ceiling_nmse"] == pytest.approx(scored["nmse"]) and got["ceiling_ssim"] == pytest.approx(scored["ssim"])
     assert got["ceiling"]["outdoor"]["rmse_db"] == pytest.approx(scored["outdoor"]["rmse_db"])
+    # the ceiling under latent noise: s·σ_c noise, σ_c each channel's std of the test latents
+    with torch.no_grad():
+        mean = vae.encode(items["target"]).mode()
+    sigma = mean.transpose(0, 1).flatten(1).double().std(dim=1)
+    noisy = got["ceiling"]["latent_noise"]
+    assert noisy["sigma"] == pytest.approx(sigma.tolist(), rel=1e-5)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z = mean + 0.1 * sigma.float().view(1, -1, 1, 1) * torch.randn(mean.shape, generator=g)
+        pred = zero_buildings(((vae.decode(z) + 1) / 2).clamp(0, 1), items["buildings"])
+    per_image = per_image_metrics(pred, (items["target"] + 1) / 2, db_per_unit=RADIOMAPSEER_DB_PER_UNIT)
+    assert noisy["0.1"]["nmse"] == pytest.approx(float(per_image["nmse"].mean()), rel=1e-5)
+    assert noisy["0.2"]["nmse"] != noisy["0.1"]["nmse"]
+
+
+def test_decoder_noise_trains_the_decoder_on_noisy_latents(monkeypatch):
+    """loss.decoder_noise s: the decoder gets the posterior sample plus N(0, (s·σ_c)²), σ_c each
+    latent channel's std over the batch; 0 leaves the forward as it was."""
+    from radiodiff.train.vae import VAETask
+
+    cfg = AutoencoderKLConfig(in_channels=1, out_channels=1, resolution=16, ch=8, ch_mult=(1, 2), z_channels=3)
+    loss = dict(disc_start=10, perceptual_weight=0.0, disc_num_layers=1, disc_ndf=8)
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    batch = {"image": x, "edges": torch.zeros(4, 1, 16, 16)}
+    seen = []
+    for noise in (0.0, 0.5):
+        torch.manual_seed(0)
+        task = VAETask(cfg, loss, disc_lr=1e-4, use_edges=False, decoder_noise=noise)
+        decode = task.model.decode
+        monkeypatch.setattr(task.model, "decode", lambda z, decode=decode: seen.append(z.detach()) or decode(z))
+        torch.manual_seed(1)
+        task.loss(batch, 0, 0)
+    torch.manual_seed(0)
+    model = VAETask(cfg, loss, disc_lr=1e-4, use_edges=False).model
+    torch.manual_seed(1)
+    z = model.encode(x).sample().detach()
+    sigma = z.std(dim=(0, 2, 3), keepdim=True)
+    assert torch.equal(seen[0], z)  # off: the posterior sample itself
+    torch.testing.assert_close(seen[1], z + 0.5 * sigma * torch.randn_like(z))  # the next draws of the same RNG

@@ -207,8 +207,8 @@ class RadioMapSeerImages(LazyItems):
 
     spatial = ("image", "edges")
 
-    def __init__(self, base: RadioMapSeerDataset, edges_dir):
-        super().__init__([s.name for s in base.samples])
+    def __init__(self, base: RadioMapSeerDataset, edges_dir, variants: int = 1):
+        super().__init__([s.name for s in base.samples], variants)
         self.base, self.edges_dir = base, Path(edges_dir)
 
     def load(self, i: int) -> dict[str, torch.Tensor]:
@@ -331,9 +331,10 @@ def radiomapseer_items(
     return items
 
 
-def radiomapseer_images(root, edges_dir, split: str, data: dict) -> RadioMapSeerImages:
-    """The VAE's gain maps of a split at ``data['image_size']``, with their edge weights."""
-    items = RadioMapSeerImages(radiomapseer_dataset(root, split, data), edges_dir)
+def radiomapseer_images(root, edges_dir, split: str, data: dict, augment: bool = False) -> RadioMapSeerImages:
+    """The VAE's gain maps of a split at ``data['image_size']``, with their edge weights (×8
+    flips/rotations when ``augment``, the edge map turned with its gain map)."""
+    items = RadioMapSeerImages(radiomapseer_dataset(root, split, data), edges_dir, N_DIHEDRAL if augment else 1)
     if not len(items):
         raise DataError(f"{root}: no RadioMapSeer samples in the {split} split")
     return items

@@ -90,8 +90,10 @@ class CondUNet(PretrainedMixin, nn.Module):
             self._build_original(c, load_swin_checkpoint)
             return
         self.cond_encoder = ConditionEncoder(c, load_checkpoint=load_swin_checkpoint)
-        # Stem: z_t, the extra latents and Swin stage 0 (same side thanks to patch 4) side by side.
-        self.stem = nn.Conv2d(c.latent_channels + c.extra_channels + dims[0], dims[0], 3, padding=1)
+        # Stem: z_t, the extra latents, Swin stage 0 (same side thanks to patch 4) and, with
+        # cond_stem, the raw condition unshuffled to the latent grid, side by side.
+        stem_in = c.latent_channels + c.extra_channels + dims[0] + c.stem_cond_channels
+        self.stem = nn.Conv2d(stem_in, dims[0], 3, padding=1)
         self.down = nn.ModuleList(EncoderLevel(c, i, dims[i], dims[i + 1], last=i == levels - 1) for i in range(levels))
         mid, mid_grid = dims[-1], max(1, c.latent_size // 2 ** (levels - 1) // c.cross_windows[-1])
         self.mid_block1 = ResBlock(mid, mid, c.time_dim, c.resnet_groups, c.dropout)
@@ -109,7 +111,9 @@ class CondUNet(PretrainedMixin, nn.Module):
         dims, levels = c.dims, len(c.dim_mults)
         self.cond_encoder = OriginalConditionEncoder(c, load_checkpoint=load_swin_checkpoint)
         self.stem = nn.Sequential(
-            nn.Conv2d(c.latent_channels + c.extra_channels + c.swin_embed_dim, dims[0], 7, padding=3),
+            nn.Conv2d(
+                c.latent_channels + c.extra_channels + c.swin_embed_dim + c.stem_cond_channels, dims[0], 7, padding=3
+            ),
             nn.GroupNorm(min(dims[0] // 4, 8), dims[0]),
         )
         self.down = nn.ModuleList(
@@ -127,13 +131,19 @@ class CondUNet(PretrainedMixin, nn.Module):
         stage0 = stage0.to(z_t.dtype)
         if stage0.shape[-2:] != z_t.shape[-2:]:  # another condition size: stage 0 resized to the latent
             stage0 = F.interpolate(stage0, size=z_t.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.stem(torch.cat([z_t, stage0] if extra is None else [z_t, extra, stage0], dim=1))
+        x = self.stem(torch.cat([z_t, *([] if extra is None else [extra]), stage0, *self._raw(cond, z_t)], dim=1))
         stem = x
         skips: list[torch.Tensor] = []
         for level, cond_i in zip(self.down, conds, strict=True):
             x = level(x, temb, cond_i, skips)
         x = self.mid_block2(self.mid_attn(self.mid_block1(x, temb)), temb)
         return self.decoder_c(x, temb, conds, skips, stem), self.decoder_eps(x, temb, conds, skips, stem)
+
+    def _raw(self, cond: torch.Tensor, z_t: torch.Tensor) -> list[torch.Tensor]:
+        """``cond_stem``: the condition pixel-unshuffled to z_t's grid (one tensor), else nothing."""
+        if not self.config.cond_stem:
+            return []
+        return [F.pixel_unshuffle(cond, cond.shape[-1] // z_t.shape[-1]).to(z_t.dtype)]
 
     def _check_inputs(self, z_t, t, cond, extra) -> torch.Tensor:
         c, s = self.config, self.config.latent_size
@@ -180,7 +190,7 @@ class CondUNet(PretrainedMixin, nn.Module):
             return self._forward_original(z_t, temb, cond, extra)
         conds = self.cond_encoder(cond)
         stem_in = [z_t] if extra is None else [z_t, extra]
-        x = self.stem(torch.cat([*stem_in, conds[0].to(z_t.dtype)], dim=1))
+        x = self.stem(torch.cat([*stem_in, conds[0].to(z_t.dtype), *self._raw(cond, z_t)], dim=1))
         stem = x
         skips: list[torch.Tensor] = []
         for level, cond_i in zip(self.down, conds[:-1], strict=True):

@@ -88,6 +88,7 @@ class RadioDiffRecord(MapModelRecord):
     weighting: str | None = None  # loss weighting (None, older folders: the schema's default)
     l1: bool | None = None  # the L1 term beside the MSE (None, older folders: the schema's default)
     extra_scale_factors: dict[str, float] = dataclasses.field(default_factory=dict)  # ICASSP condition VAEs
+    prior_latent: bool = False  # RadioMapSeer: the physics prior through the target VAE, an extra latent
     imported: dict | None = None  # `radiodiff import`: the original checkpoints it came from
 
     def __post_init__(self) -> None:

@@ -117,11 +117,18 @@ class RadioDiffPipeline(MapModel):
 
     @property
     def extra_latent_channels(self) -> int:
-        """ICASSP: the channels of the condition latents (0 without condition VAEs)."""
-        return sum(int(v.config.embed_dim) for v in self.extra_vaes.values())
+        """The channels of the condition latents: ICASSP's condition VAEs', RadioMapSeer's physics
+        prior's (``prior_latent``); 0 for none."""
+        own = int(self.vae.config.embed_dim) if self.record.prior_latent else 0
+        return own + sum(int(v.config.embed_dim) for v in self.extra_vaes.values())
 
     def extra_latents(self, condition: torch.Tensor) -> torch.Tensor | None:
-        """ICASSP: the scaled posterior means of the building and antenna VAEs, concatenated."""
+        """The condition latents concatenated with z_t at the stem: ICASSP's scaled posterior means
+        of the building and antenna VAEs; with ``prior_latent``, RadioMapSeer's physics prior (the
+        condition's third channel, on the target's scale) through the target VAE, scaled as the
+        target; None for neither."""
+        if self.record.prior_latent:
+            return self.target_posterior(condition[:, 2:3])[0] * self.scale_factor
         return condition_latents(self.extra_vaes, self.record.extra_scale_factors, condition)
 
     def denoiser(self, condition: torch.Tensor, extra: torch.Tensor | None):
@@ -146,6 +153,14 @@ class RadioDiffPipeline(MapModel):
         """Maps on [0, 1] of latents ``z0`` (scaled as the sampler gives them)."""
         x = self.vae.decode(z0 / self.scale_factor)
         return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def reconstruct(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps on [0, 1] through the first stage: encoded, the posterior mean decoded (fp32),
+        the best any latent of this VAE can give them."""
+        mean, _ = self.target_posterior(maps * 2.0 - 1.0)
+        with torch.autocast(mean.device.type, enabled=False):
+            return self.decode(mean * self.scale_factor)
 
     @torch.no_grad()
     def forward(

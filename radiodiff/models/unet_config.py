@@ -30,7 +30,10 @@ class CondUNetConfig(ConfigMixin):
 
     Condition: ``cond_channels`` is the condition image's channel count; ``extra_channels``
     are further latents concatenated with z_t at the stem (e.g. 6 for ICASSP: building and
-    antenna VAE latents, 3 each); 0 for none.
+    antenna VAE latents, 3 each; 3 for RadioMapSeer's physics prior through the target VAE); 0
+    for none. ``cond_stem`` also concatenates the raw condition at the stem, pixel-unshuffled to
+    the latent grid (``cond_channels · 4²`` channels: every condition pixel, the Tx's included,
+    reaches the network unsummarized; radiodiff's option, off in the paper presets).
 
     Cross-attention: ``cross_windows[i]`` is the pooling window of level ``i`` (encoder and both
     decoders): queries (U-Net features) and keys/values (Swin features) are average-pooled to a
@@ -85,6 +88,7 @@ class CondUNetConfig(ConfigMixin):
     aft: bool = True
     dropout: float = 0.0
     block_style: str = "light"
+    cond_stem: bool = False
 
     def __post_init__(self) -> None:
         for key in ("dim_mults", "cross_windows", "swin_depths", "swin_num_heads"):
@@ -121,6 +125,8 @@ class CondUNetConfig(ConfigMixin):
             self.aft = bool(self.aft)
         if not isinstance(self.aft, bool):
             raise ParamsError(f"cond_unet config: aft must be true or false, got {self.aft!r}")
+        if not isinstance(self.cond_stem, bool):
+            raise ParamsError(f"cond_unet config: cond_stem must be true or false, got {self.cond_stem!r}")
         for key, low, high in (("dropout", 0.0, 1.0), ("swin_drop_path", 0.0, 1.0)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
@@ -199,6 +205,11 @@ class CondUNetConfig(ConfigMixin):
     def dims(self) -> list[int]:
         """Stem width followed by each level's output width."""
         return [self.dim] + [self.dim * m for m in self.dim_mults]
+
+    @property
+    def stem_cond_channels(self) -> int:
+        """Channels the raw condition adds at the stem (``cond_stem``), unshuffled to the latent grid."""
+        return self.cond_channels * (self.image_size // self.latent_size) ** 2 if self.cond_stem else 0
 
     @property
     def latent_size(self) -> int:

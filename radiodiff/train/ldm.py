@@ -29,7 +29,7 @@ from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import write_json
 from radiodiff.data.items import stage_source
 from radiodiff.diffusion import const_sde
-from radiodiff.metrics import loader_means, zero_buildings
+from radiodiff.metrics import RunningStd, loader_means, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL
 from radiodiff.models.cond_unet import CondUNet, swin_parameters
 from radiodiff.models.map_model import RadioDiffRecord
@@ -92,24 +92,6 @@ class LatentCache:
             self.done[idx[missing]] = 1
             self.done.flush()
         return torch.from_numpy(np.ascontiguousarray(self.values[idx])).to(index.device)
-
-
-class RunningStd:
-    """Standard deviation of every element of a stream of tensors (float64 sums)."""
-
-    def __init__(self):
-        self.n, self.sum, self.sumsq = 0, 0.0, 0.0
-
-    def add(self, x: torch.Tensor) -> None:
-        x = x.detach().double()
-        self.n += x.numel()
-        self.sum += float(x.sum())
-        self.sumsq += float((x * x).sum())
-
-    def std(self) -> float:
-        if self.n < 2:
-            return 0.0
-        return (max(self.sumsq - self.sum * self.sum / self.n, 0.0) / (self.n - 1)) ** 0.5
 
 
 def latent_scales(train_set, vae, extra_vaes: dict, scale_value, workers: int, key: str, seed: int = 0):
@@ -248,6 +230,21 @@ class LDMTask:
         self.pipeline(model).save_pretrained(out_dir, raw_unet=raw)
 
 
+def unet_config(
+    model: dict, latent_channels: int, extra_channels: int, image_size: int, cond_channels: int = 3
+) -> CondUNetConfig:
+    """The U-Net of a ``train_ldm_*.model`` section; ``prior_latent`` is the stage's choice of
+    extra latents (counted in ``extra_channels``), not a field of the network."""
+    fields = {k: v for k, v in model.items() if k != "prior_latent"}
+    return CondUNetConfig.from_params(
+        fields,
+        latent_channels=latent_channels,
+        extra_channels=extra_channels,
+        cond_channels=cond_channels,
+        image_size=image_size,
+    )
+
+
 def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, **vaes) -> dict:
     """The ``train_ldm_{dataset}`` stage: RadioMapSeer (``root`` and ``vae``) or ICASSP (``crops``,
     ``vae_radio``, ``vae_building``, ``vae_antenna``; ``arranged`` for random windows); writes
@@ -273,23 +270,28 @@ def run(params: dict, dataset: str, out, root=None, crops=None, arranged=None, *
         train_set, vae, extra_vaes, diff["scale_factor"], params["runtime"]["num_workers"],
         f"{stage}.diffusion.scale_factor",
     )  # fmt: skip
+    prior_latent = section["model"]["prior_latent"]
+    if prior_latent and recorded["condition"] != "physics":
+        where = " (ICASSP: its antenna VAE latent is the prior already)" if data is None else ""
+        raise ParamsError(
+            f"{stage}.model.prior_latent: the physics prior is the condition's third channel only with "
+            f"data.radiomapseer.condition physics{where}"
+        )
     record = RadioDiffRecord(
         dataset=dataset,
         **{k: diff[k] for k in ("sampling_steps", "t_eps", "skip", "weighting", "l1")},
         **recorded,
         scale_factor=scale,
         extra_scale_factors=extra_scales if extra_vaes else {},
+        prior_latent=prior_latent,
     )
 
     side = record.image_size // vae.config.downsample_factor
     latent_shape = [int(vae.config.embed_dim), side, side]
-    cfg = CondUNetConfig.from_params(
-        section["model"],
-        latent_channels=latent_shape[0],
-        extra_channels=sum(int(v.config.embed_dim) for v in extra_vaes.values()),
-        cond_channels=3,
-        image_size=record.image_size,
+    extra_channels = sum(int(v.config.embed_dim) for v in extra_vaes.values()) + (
+        latent_shape[0] if prior_latent else 0
     )
+    cfg = unet_config(section["model"], latent_shape[0], extra_channels, record.image_size)
     torch.manual_seed(int(section["train"]["seed"]))  # the U-Net's initial weights
     unet = CondUNet(cfg)
     task = LDMTask(RadioDiffPipeline(unet, vae, record, extra_vaes))

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from radiodiff.core.errors import ParamsError, RadiodiffError
+from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import write_json
 from radiodiff.data.items import VAE_CHANNELS, dataset_source, icassp_images, item_batches, radiomapseer_images
-from radiodiff.metrics import MetricAccumulator, reconstruction_metrics, scope_masks, zero_buildings
+from radiodiff.metrics import MetricAccumulator, RunningStd, reconstruction_metrics, scope_masks, zero_buildings
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.losses import VAEGANLoss
 from radiodiff.train.runs import run_fields, run_training
@@ -32,11 +32,20 @@ class VAETask:
     """The VAE-GAN as the engine sees it: optimizer 0 = autoencoder (+ logvar when learned),
     optimizer 1 = discriminator, one step each per batch (as the original)."""
 
-    def __init__(self, model_cfg: AutoencoderKLConfig, loss_kwargs: dict, disc_lr: float, use_edges: bool):
+    def __init__(
+        self,
+        model_cfg: AutoencoderKLConfig,
+        loss_kwargs: dict,
+        disc_lr: float,
+        use_edges: bool,
+        decoder_noise: float = 0.0,
+    ):
         self.model = AutoencoderKL(model_cfg)
         self.loss_fn = VAEGANLoss(disc_in_channels=model_cfg.in_channels, **loss_kwargs)
         self.disc_lr = disc_lr
         self.use_edges = use_edges
+        # loss.decoder_noise: the decoder also learns from latents off the posterior (the LDM's error)
+        self.decoder_noise = decoder_noise
         self._cache = None  # (batch id, reconstructions) shared by the two optimizer passes
 
     def param_groups(self):
@@ -51,7 +60,7 @@ class VAETask:
         x = batch["image"]
         edges = batch["edges"] if self.use_edges else None
         if opt_index == 0:
-            recon, posterior = self.model(x)
+            recon, posterior = self.model(x) if not self.decoder_noise else self._noisy_forward(x)
             self._cache = (id(batch), recon.detach(), posterior)
             return self.loss_fn(x, recon, posterior, 0, step, last_layer=self.model.last_layer, edges=edges)
         if self._cache is not None and self._cache[0] == id(batch):
@@ -61,6 +70,14 @@ class VAETask:
             with torch.no_grad():
                 recon, posterior = self.model(x)
         return self.loss_fn(x, recon, posterior, 1, step, edges=edges)
+
+    def _noisy_forward(self, x):
+        """The autoencoder's forward with N(0, (decoder_noise · σ_c)²) added to the posterior
+        sample, σ_c each latent channel's standard deviation over the batch (no gradient through σ)."""
+        posterior = self.model.encode(x)
+        z = posterior.sample()
+        sigma = z.detach().float().std(dim=(0, 2, 3), keepdim=True).to(z.dtype)
+        return self.model.decode(z + self.decoder_noise * sigma * torch.randn_like(z)), posterior
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
@@ -82,24 +99,50 @@ CEILING_BATCH = 64
 CEILING_METRICS = ("nmse", "rmse", "rmse_db", "ssim", "psnr")
 
 
+LATENT_NOISE = (0.1, 0.2)  # latent noise levels of the ceiling, in units of each channel's std
+NOISE_SEED = 0
+
+
 @torch.no_grad()
 def reconstruction_ceiling(vae: AutoencoderKL, dataset: str, source, data: dict | None) -> dict:
     """The test split's reconstruction by ``vae`` (decode of the posterior mean, on [0, 1]),
     scored as the evaluate stage scores the LDM's samples (:func:`radiodiff.metrics.scope_masks`,
     RadioMapSeer's building pixels zeroed, per-image means): the headline scope's metrics keyed
-    ``ceiling_*`` (RadioMapSeer ``all``, ICASSP ``valid``) and the second scope's under ``ceiling``."""
+    ``ceiling_*`` (RadioMapSeer ``all``, ICASSP ``valid``) and the second scope's under ``ceiling``.
+
+    ``ceiling.latent_noise``: the same with Gaussian noise of 0.1 and 0.2 σ added to the posterior
+    mean before decoding, σ each latent channel's standard deviation over the split (the same in
+    the LDM's scaled space, whatever the scale): how much a latent error of that size costs, i.e.
+    how fragile the decoder is to the error an LDM's samples carry."""
     vae.eval()
     data_source = dataset_source(dataset, source, data)
-    accs: dict[str, MetricAccumulator] = {}
-    for batch in item_batches(data_source.items("test"), CEILING_BATCH):
+    items = data_source.items("test")
+    channels = RunningStd(per_channel=True)
+    for batch in item_batches(items, CEILING_BATCH):
+        channels.add(vae.encode(batch["target"].float()).mode())
+    sigma = torch.as_tensor(channels.std(), dtype=torch.float32)
+    generator = torch.Generator().manual_seed(NOISE_SEED)
+    levels = (0.0, *LATENT_NOISE)
+    accs: dict = {}
+    for batch in item_batches(items, CEILING_BATCH):
         target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
-        pred = ((vae.decode(vae.encode(batch["target"].float()).mode()) + 1) / 2).clamp(0, 1)
-        if dataset == "radiomapseer":
-            pred = zero_buildings(pred, batch["buildings"])
-        for scope, mask in scope_masks(dataset, batch).items():
-            accs.setdefault(scope, MetricAccumulator(db_per_unit=data_source.db_per_unit)).add(pred, target, mask=mask)
-    (first, acc), (second, acc2) = accs.items()
-    top, other = acc.summary(), acc2.summary()
+        mean = vae.encode(batch["target"].float()).mode()
+        masks = scope_masks(dataset, batch)
+        first, second = masks  # the headline scope, then the other
+        for level in levels:
+            z = mean + level * sigma.view(1, -1, 1, 1) * torch.randn(mean.shape, generator=generator) if level else mean
+            pred = ((vae.decode(z) + 1) / 2).clamp(0, 1)
+            if dataset == "radiomapseer":
+                pred = zero_buildings(pred, batch["buildings"])
+            for scope, mask in masks.items():
+                acc = accs.setdefault((level, scope), MetricAccumulator(db_per_unit=data_source.db_per_unit))
+                acc.add(pred, target, mask=mask)
+    first, second = list(scope_masks(dataset, next(iter(item_batches(items, 1)))))
+    top, other = accs[0.0, first].summary(), accs[0.0, second].summary()
+    noisy = {
+        f"{level:g}": {k: _finite(accs[level, first].summary()[k]) for k in ("nmse", "rmse_db")}
+        for level in LATENT_NOISE
+    }
     return {
         **{f"ceiling_{k}": _finite(top[k]) for k in CEILING_METRICS},
         "ceiling": {
@@ -109,6 +152,12 @@ def reconstruction_ceiling(vae: AutoencoderKL, dataset: str, source, data: dict 
             "the LDM (same scopes; RadioMapSeer buildings zeroed; no PNG rounding)",
             "scope": first,
             second: {k: _finite(other[k]) for k in ("nmse", "rmse", "rmse_db")},
+            "latent_noise": {
+                "what": "the same with N(0, (s * sigma_c)^2) added to the posterior mean, sigma_c each latent "
+                f"channel's std over the split, s in {list(LATENT_NOISE)} (seed {NOISE_SEED}); scope {first}",
+                "sigma": [float(v) for v in sigma],
+                **noisy,
+            },
         },
     }
 
@@ -131,10 +180,8 @@ def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict
     if name == "radiomapseer":
         if not (root and edges):
             raise RadiodiffError("train vae radiomapseer: give --root and --edges")
-        if augment:
-            raise ParamsError(f"{stage}.data.augment: flip/rotation augmentation is for the ICASSP crops; set it false")
         data = params["data"]["radiomapseer"]
-        train_set = radiomapseer_images(root, edges, "train", data)
+        train_set = radiomapseer_images(root, edges, "train", data, augment=augment)  # edges flip with the map
         val_set = radiomapseer_images(root, edges, "val", data)
         sources = [Path(root), Path(edges)]
         ceiling_source, ceiling_data = root, data
@@ -149,11 +196,11 @@ def run(params: dict, name: str, out, root=None, edges=None, crops=None) -> dict
     cfg = AutoencoderKLConfig.from_params(
         m, in_channels=channels, out_channels=channels, resolution=int(train_set.first()["image"].shape[-1])
     )
-    disc_lr = lo.pop("disc_lr")
+    disc_lr, decoder_noise = lo.pop("disc_lr"), float(lo.pop("decoder_noise"))
     # The initial weights of the autoencoder and the discriminator: seeded, as every model's
     # (torch's default generator starts from a random seed in each process).
     torch.manual_seed(int(section["train"]["seed"]))
-    task = VAETask(cfg, lo, disc_lr=disc_lr, use_edges=lo.get("edge_weight", 0) > 0)
+    task = VAETask(cfg, lo, disc_lr=disc_lr, use_edges=lo.get("edge_weight", 0) > 0, decoder_noise=decoder_noise)
     summary = run_training(stage, __name__, task, train_set, val_set, params, sources, out_dir)
     down = cfg.downsample_factor
     metrics = {
