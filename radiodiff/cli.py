@@ -218,6 +218,12 @@ def cmd_predict(args) -> None:
         print(path)
 
 
+def cmd_compare(args) -> None:
+    from radiodiff.report.compare import run
+
+    run(args.truth, args.pred, args.dataset, args.out, metres_per_pixel=args.metres_per_pixel)
+
+
 def cmd_scale(args) -> None:
     if not args.name:  # list the presets
         for preset in sorted((Path(args.repo) / "params").glob("*.yaml")):
@@ -392,6 +398,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--validation", default="data/validation", help="folder of the validation reports")
     p.add_argument("--out", required=True, help="output folder (index.html, report.md, figures/)")
+
+    p = sub.add_parser(
+        "compare",
+        help="score a folder of predicted maps against a folder of ground truths (statistics, CSVs, figures)",
+        description="Pairs files by name (gt-sample-N.png with sample-N.png, else the same name), scores every "
+        "pair with the evaluate stages' metrics and writes comparison_statistics.csv, detailed_metrics.csv and "
+        "four figures. --truth results/samples/DS/truth --pred results/samples/DS/radiodiff reproduces the "
+        "top-level scope of results/evaluate/DS/summary.json up to the ground truth's PNG rounding.",
+    )
+    p.add_argument("--truth", required=True, help="folder of ground-truth PNGs")
+    p.add_argument("--pred", required=True, help="folder of predicted PNGs (may be --truth for gt-sample-N/sample-N)")
+    p.add_argument(
+        "--dataset", required=True, choices=["radiomapseer", "icassp"],
+        help="the maps' encoding: RadioMapSeer gray gain or ICASSP path loss in dB (0 = padding, not scored)",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, help="output folder (new, or an earlier comparison; replaced atomically)")
+    p.add_argument(
+        "--metres-per-pixel", dest="metres_per_pixel", type=float,
+        help="for the brightest-point distance in metres (default: RadioMapSeer 256 m per map side, ICASSP 0.25 m)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("scale", help="write params/NAME.yaml into params.yaml; without NAME, list the presets")
     p.add_argument("name", nargs="?", help="quick, ci, paper, paper_jul2025, paper_dec2024, enhanced, paper_smoke")

@@ -21,10 +21,24 @@ Per image, over the n scored pixels, with p the prediction and g the ground trut
   for RadioMapSeer gray, 147 dB per unit for ICASSP's (160 − PL) / 147
   (:mod:`radiodiff.core.encodings`).
 
+Structure scores, as the Enhanced suite's comparison tool reports them (``compare_images.py``):
+
+- ``relative_error``: mean over the scored pixels of clip(√(|p' − g'| / (|g'| + 1e-8)), 0, 1), on
+  the maps in [−1, 1] (p' = 2p − 1, g' = 2g − 1: the models' scale, on which the suite computes it).
+- ``peak_distance_px``: the distance in pixels between the brightest scored point of p and of g
+  (RadioDiff's own convergence check: the Tx is the brightest point of a radio map); when several
+  pixels share the maximum, their centroid. ``peak_distance_m`` = that × ``metres_per_pixel``,
+  when given. ``peak_hit`` = 1 at distance 0, else 0: its mean is the share of maps at distance 0.
+- ``sharpness_ratio`` = var(L(p)) / var(L(g)), L the 4-neighbour Laplacian [[0, 1, 0], [1, −4, 1],
+  [0, 1, 0]] (the suite's kernel; OpenCV's ``cv2.Laplacian`` at ``ksize=1``) with reflected borders
+  (OpenCV's default ``BORDER_REFLECT_101``; the suite zero-pads), variances over the scored
+  pixels. Below 1: smoother than the truth. nan (null in the summaries, left out of the means)
+  when var(L(g)) = 0, e.g. a constant truth.
+
 Edge cases give a value, never an error: Σ g² = 0 → nmse nan (NMSE is undefined against an
 all-zero target, even for a perfect prediction); an empty mask → every metric nan;
 mse = 0 → psnr +inf; images smaller than 6×6 → ssim nan (the window's reflect padding of 5
-pixels needs at least 6).
+pixels needs at least 6); a constant truth → sharpness_ratio nan.
 
 Whole-set RMSE (RadioUNet's protocol) pools all squared errors, √(Σ SSE / Σ n) over every
 scored pixel of every image; it weights images by their scored pixel count, so it differs from
@@ -54,6 +68,12 @@ SSIM_K2 = 0.03
 _SSIM_PAD = (SSIM_KERNEL_SIZE - 1) // 2
 
 METRIC_NAMES = ("nmse", "rmse", "mae", "psnr", "ssim")
+STRUCTURE_NAMES = ("relative_error", "peak_distance_px", "peak_hit", "sharpness_ratio")
+RELATIVE_ERROR_EPS = 1e-8  # the suite's guard against a zero target
+# The 4-neighbour Laplacian of the sharpness ratio (cv2.Laplacian, ksize=1)
+LAPLACIAN_KERNEL = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+# var(L(g)) at or below this is a constant truth's rounding noise (values on [0, 1]: var ~1e-32)
+SHARPNESS_MIN_VAR = 1e-20
 _DIMS = (1, 2, 3)
 
 
@@ -142,6 +162,83 @@ def masked_ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     return torch.where(n > 0, total / n.clamp_min(1), _nan_like(total))
 
 
+def _masked_mean(x: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
+    """Per-image mean (B,) of ``x`` over the mask (all pixels without one); nan for an empty mask."""
+    if m is None:
+        return x.mean(dim=_DIMS)
+    n = m.sum(dim=_DIMS)
+    total = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(dim=_DIMS)
+    return torch.where(n > 0, total / n.clamp_min(1), _nan_like(total))
+
+
+def relative_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image (B,) float64 mean of clip(√(|p' − g'| / (|g'| + 1e-8)), 0, 1) over the scored
+    pixels, p' and g' the [0, 1] maps taken to [−1, 1] (2x − 1), as the Enhanced suite computes it."""
+    m = _check(pred, target, mask)
+    return _masked_mean(relative_error_map(pred, target), m)
+
+
+def relative_error_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The per-pixel terms of :func:`relative_error`, float64, shaped like ``pred``."""
+    p, g = 2.0 * pred.double() - 1.0, 2.0 * target.double() - 1.0
+    return ((p - g).abs() / (g.abs() + RELATIVE_ERROR_EPS)).sqrt().clamp(0.0, 1.0)
+
+
+def brightest_point(maps: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 2) float64 (row, col) of each map's brightest scored pixel (channels averaged); the
+    centroid of the pixels sharing the maximum when there are several; nan for an empty mask."""
+    x = maps.double().mean(dim=1)  # (B, H, W)
+    scored = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.any(dim=1)
+    x = torch.where(scored, x, torch.full((), -math.inf, dtype=x.dtype, device=x.device))
+    peak = x.flatten(1).max(dim=1).values
+    at_max = scored & (x == peak[:, None, None])
+    h, w = x.shape[1:]
+    rows = torch.arange(h, dtype=torch.float64, device=x.device)[None, :, None]
+    cols = torch.arange(w, dtype=torch.float64, device=x.device)[None, None, :]
+    count = at_max.sum(dim=(1, 2)).double()
+    row = torch.where(at_max, rows, 0.0).sum(dim=(1, 2)) / count  # 0 / 0 = nan for an empty mask
+    col = torch.where(at_max, cols, 0.0).sum(dim=(1, 2)) / count
+    return torch.stack([row, col], dim=1)
+
+
+def peak_distance_px(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image (B,) float64 distance in pixels between the brightest scored points of ``pred``
+    and ``target`` (:func:`brightest_point`); nan for an empty mask."""
+    m = _check(pred, target, mask)
+    d = brightest_point(pred, m) - brightest_point(target, m)
+    return torch.hypot(d[:, 0], d[:, 1])
+
+
+def laplacian(maps: torch.Tensor) -> torch.Tensor:
+    """The 4-neighbour Laplacian (:data:`LAPLACIAN_KERNEL`) of each channel of (B, C, H, W) maps,
+    borders reflected (OpenCV's ``cv2.Laplacian(x, cv2.CV_64F, ksize=1)``), float64."""
+    x = maps.double()
+    b, c, h, w = x.shape
+    kernel = torch.tensor(LAPLACIAN_KERNEL, dtype=torch.float64, device=x.device)[None, None]
+    flat = x.reshape(b * c, 1, h, w)
+    if min(h, w) > 1:
+        flat = torch.nn.functional.pad(flat, (1, 1, 1, 1), mode="reflect")
+    else:  # a single row or column: reflection needs two pixels; replicate (its one neighbour is itself)
+        flat = torch.nn.functional.pad(flat, (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.conv2d(flat, kernel).reshape(b, c, h, w)
+
+
+def sharpness_ratio(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image (B,) float64 var(L(p)) / var(L(g)) over the scored pixels (population variances
+    of :func:`laplacian`); nan where var(L(g)) is 0 (a constant truth: at most
+    :data:`SHARPNESS_MIN_VAR`, its rounding noise) or the mask is empty."""
+    m = _check(pred, target, mask)
+
+    def variance(x):
+        lap = laplacian(x)
+        mean = _masked_mean(lap, m)
+        return _masked_mean((lap - mean.view(-1, 1, 1, 1)) ** 2, m)
+
+    vp, vt = variance(pred), variance(target)
+    defined = vt > SHARPNESS_MIN_VAR
+    return torch.where(defined, vp / torch.where(defined, vt, torch.ones_like(vt)), _nan_like(vt))
+
+
 def _metrics_from_sums(sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     sse, n, sum_g2 = sums["sse"], sums["n"], sums["sum_g2"]
     scored = n > 0
@@ -156,20 +253,34 @@ def _metrics_from_sums(sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def _check_db(db_per_unit: float | None) -> float | None:
-    if db_per_unit is None:
+    return _check_positive(db_per_unit, "db_per_unit")
+
+
+def _check_positive(value: float | None, name: str) -> float | None:
+    if value is None:
         return None
-    if isinstance(db_per_unit, bool) or not isinstance(db_per_unit, int | float) or not 0 < db_per_unit < math.inf:
-        raise ValueError(f"metrics: db_per_unit must be a positive number, got {db_per_unit!r}")
-    return float(db_per_unit)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"metrics: {name} must be a positive number, got {value!r}")
+    return float(value)
 
 
-def _compute(pred, target, mask, db_per_unit) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def _compute(
+    pred, target, mask, db_per_unit, metres_per_pixel=None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     db = _check_db(db_per_unit)
+    mpp = _check_positive(metres_per_pixel, "metres_per_pixel")
     sums = error_sums(pred, target, mask)
     out = _metrics_from_sums(sums)
     out["ssim"] = masked_ssim(pred, target, mask)
     if db is not None:
         out["rmse_db"] = out["rmse"] * db
+    out["relative_error"] = relative_error(pred, target, mask)
+    distance = peak_distance_px(pred, target, mask)
+    out["peak_distance_px"] = distance
+    out["peak_hit"] = torch.where(distance.isnan(), distance, (distance == 0).double())
+    if mpp is not None:
+        out["peak_distance_m"] = distance * mpp
+    out["sharpness_ratio"] = sharpness_ratio(pred, target, mask)
     return out, sums
 
 
@@ -179,14 +290,17 @@ def per_image_metrics(
     target: torch.Tensor,
     mask: torch.Tensor | None = None,
     db_per_unit: float | None = None,
+    metres_per_pixel: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """``nmse``, ``rmse``, ``mae``, ``psnr``, ``ssim`` (and ``rmse_db`` when ``db_per_unit`` is
-    given), each a (B,) float64 tensor; see the module docstring for definitions and edge cases.
+    given), ``relative_error``, ``peak_distance_px``, ``peak_hit``, ``sharpness_ratio`` (and
+    ``peak_distance_m`` when ``metres_per_pixel`` is given), each a (B,) float64 tensor; see the
+    module docstring for definitions and edge cases.
 
     ``pred`` and ``target``: (B, C, H, W) on the [0, 1] scale; ``mask``: bool, True = scored.
     A shape mismatch raises ValueError naming both shapes.
     """
-    return _compute(pred, target, mask, db_per_unit)[0]
+    return _compute(pred, target, mask, db_per_unit, metres_per_pixel)[0]
 
 
 def whole_set_rmse(
@@ -282,15 +396,29 @@ class MetricAccumulator:
     Means ignore nan (an image with an undefined metric, e.g. NMSE on an all-zero target, is
     left out of that metric's mean, and ``n_undefined`` counts them); an infinite PSNR (a
     perfect image) is kept and makes the PSNR mean inf.
+
+    ``metres_per_pixel`` adds ``peak_distance_m``; ``extra_metrics`` names per-image scores
+    computed elsewhere (e.g. LPIPS, which needs a network), handed to :meth:`add` as ``scores``
+    and averaged like the others.
     """
 
-    def __init__(self, db_per_unit: float | None = None):
+    def __init__(
+        self, db_per_unit: float | None = None, metres_per_pixel: float | None = None, extra_metrics: Sequence[str] = ()
+    ):
         self.db_per_unit = _check_db(db_per_unit)
+        self.metres_per_pixel = _check_positive(metres_per_pixel, "metres_per_pixel")
+        self.extra_metrics = tuple(extra_metrics)
         self._rows: list[dict[str, Any]] = []
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return METRIC_NAMES + (("rmse_db",) if self.db_per_unit is not None else ())
+        return (
+            METRIC_NAMES
+            + (("rmse_db",) if self.db_per_unit is not None else ())
+            + STRUCTURE_NAMES
+            + (("peak_distance_m",) if self.metres_per_pixel is not None else ())
+            + self.extra_metrics
+        )
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -302,12 +430,14 @@ class MetricAccumulator:
         target: torch.Tensor,
         mask: torch.Tensor | None = None,
         names: Sequence[str] | None = None,
+        scores: dict[str, torch.Tensor] | None = None,
         **columns: Any,
     ) -> dict[str, torch.Tensor]:
         """Score a batch, store its rows and return its per-image metrics.
 
-        ``names``: one per image (default: the running index). Each extra column is one scalar
-        for the whole batch or a sequence / tensor with one value per image.
+        ``names``: one per image (default: the running index). ``scores``: a (B,) tensor for each
+        of ``extra_metrics``. Each extra column is one scalar for the whole batch or a sequence /
+        tensor with one value per image.
         """
         b = pred.shape[0] if isinstance(pred, torch.Tensor) and pred.dim() > 0 else 0
         reserved = {"name", "sse", "n_pixels", *self.metric_names}
@@ -326,7 +456,14 @@ class MetricAccumulator:
                 per_col[key] = list(value)
             else:
                 raise ValueError(f"MetricAccumulator.add: column {key!r} has {len(value)} values for {b} images")
-        metrics, sums = _compute(pred, target, mask, self.db_per_unit)
+        scores = dict(scores or {})
+        if set(scores) != set(self.extra_metrics):
+            raise ValueError(f"MetricAccumulator.add: scores {sorted(scores)}, expected {sorted(self.extra_metrics)}")
+        for key, value in scores.items():
+            if value.shape != (b,):
+                raise ValueError(f"MetricAccumulator.add: score {key!r} of shape {tuple(value.shape)} for {b} images")
+        metrics, sums = _compute(pred, target, mask, self.db_per_unit, self.metres_per_pixel)
+        metrics.update({k: v.double().cpu() for k, v in scores.items()})
         start = len(self._rows)
         as_lists = {k: v.tolist() for k, v in metrics.items()}
         sse, n = sums["sse"].tolist(), sums["n"].tolist()
@@ -458,3 +595,72 @@ def ratio_interval(a: Sequence[float], b: Sequence[float], n_resamples: int = 20
     )
     low, high = res.confidence_interval
     return {"ratio": float(stat(x, y)), "ci95": [float(low), float(high)], "n_images": int(x.size)}
+
+
+class RunningStd:
+    """Standard deviation (ddof 1) of every element of a stream of tensors, or with
+    ``per_channel`` of each channel of (B, C, ...) tensors, from float64 sums."""
+
+    def __init__(self, per_channel: bool = False):
+        self.per_channel = per_channel
+        self.n, self.sum, self.sumsq = 0, 0.0, 0.0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        if self.per_channel:
+            x = x.transpose(0, 1).flatten(1)  # (C, elements)
+            self.n += x.shape[1]
+            self.sum, self.sumsq = self.sum + x.sum(1), self.sumsq + (x * x).sum(1)
+        else:
+            self.n += x.numel()
+            self.sum += float(x.sum())
+            self.sumsq += float((x * x).sum())
+
+    def std(self) -> float | list[float]:
+        if self.per_channel:
+            if self.n < 2:
+                return [0.0] * len(self.sum)
+            var = (self.sumsq - self.sum * self.sum / self.n).clamp_min(0.0) / (self.n - 1)
+            return [float(v) for v in var.sqrt()]
+        if self.n < 2:
+            return 0.0
+        return (max(self.sumsq - self.sum * self.sum / self.n, 0.0) / (self.n - 1)) ** 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Set-level scores on Inception features (FID, KID)
+# --------------------------------------------------------------------------------------------
+
+KID_DEGREE, KID_COEF = 3, 1.0  # KID's polynomial kernel (x·y / d + 1)³ (Bińkowski et al. 2018)
+
+
+def inception_distances(real: torch.Tensor, fake: torch.Tensor) -> dict[str, float | None]:
+    """FID and KID between two sets of Inception features (N, D), by torch-fidelity's own
+    functions: FID = ‖μ_r − μ_f‖² + Tr(Σ_r + Σ_f − 2 (Σ_r Σ_f)^½) (covariances with ddof 1); KID
+    = the unbiased MMD² estimate (the kernel's diagonal left out of the within-set sums) with the
+    cubic polynomial kernel, over one subset of all the min(N_r, N_f) features (no resampling, so
+    deterministic). Each needs at least 2 features per set: with fewer, None."""
+    n = min(len(real), len(fake))
+    if n < 2:
+        return {"fid": None, "kid": None, "n": n}
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    real, fake = real.detach().cpu().double(), fake.detach().cpu().double()
+    fid = fid_statistics_to_metric(fid_features_to_statistics(real), fid_features_to_statistics(fake), verbose=False)
+    kid = kid_features_to_metric(
+        real[:n],
+        fake[:n],
+        kid_subsets=1,
+        kid_subset_size=n,
+        kid_kernel="poly",
+        kid_kernel_poly_degree=KID_DEGREE,
+        kid_kernel_poly_gamma=None,  # 1 / D
+        kid_kernel_poly_coef0=KID_COEF,
+        kid_degree=KID_DEGREE,  # the same kernel under torch-fidelity 0.3's names
+        kid_gamma=None,
+        kid_coef0=KID_COEF,
+        rng_seed=0,
+        verbose=False,
+    )
+    return {"fid": float(fid[KEY_METRIC_FID]), "kid": float(kid[KEY_METRIC_KID_MEAN]), "n": n}

@@ -125,3 +125,37 @@ def snakemake_ran(output: str) -> set[str]:
 def dvc_ran(output: str) -> set[str]:
     """Stage names `dvc repro` executed."""
     return set(re.findall(r"Running stage '([\w@-]+)'", output))
+
+
+@pytest.fixture(scope="session")
+def random_alexnet(tmp_path_factory) -> Path:
+    """A stand-in for torchvision's AlexNet checkpoint (LPIPS's backbone): random weights, the
+    features only (~10 MB)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    alex = torchvision.models.alexnet(weights=None)
+    path = tmp_path_factory.mktemp("weights") / "alexnet-owt-7be5be79.pth"
+    torch.save({k: v for k, v in alex.state_dict().items() if k.startswith("features.")}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_inception(tmp_path_factory) -> Path:
+    """A stand-in for torch-fidelity's Inception-v3 weights (FID, KID): its network with random
+    weights, saved to a file (~95 MB); nothing is downloaded."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialization
+            return None
+
+    folder = tmp_path_factory.mktemp("weights")
+    torch.save({}, folder / "empty.pth")
+    torch.manual_seed(0)
+    net = Unloaded("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(folder / "empty.pth"))
+    path = folder / "weights-inception-random.pth"
+    torch.save(net.state_dict(), path)
+    return path

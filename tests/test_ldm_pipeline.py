@@ -15,7 +15,7 @@ from radiodiff.cli import main
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_png
 from radiodiff.data.items import N_DIHEDRAL, LazyItems, RadioMapSeerSource, dihedral
-from radiodiff.evaluate.sample_test import predict_items
+from radiodiff.evaluate.sample_test import predict_batches, predict_items
 from radiodiff.evaluate.windows import predict_windows
 from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.pipelines import load_pipeline
@@ -36,7 +36,8 @@ TRAIN = dict(
 UNET = dict(
     dim=8, dim_mults=[1, 2], num_res_blocks=1, resnet_groups=4, time_dim=16, fourier_scale=16.0, attn_heads=1,
     attn_dim_head=8, cross_windows=[1, 1], swin_embed_dim=8, swin_depths=[1, 1], swin_num_heads=[1, 1],
-    swin_window_size=4, swin_drop_path=0.0, swin_checkpoint=None, aft=True, dropout=0.0,
+    swin_window_size=4, swin_drop_path=0.0, swin_checkpoint=None, aft=True, dropout=0.0, cond_stem=False,
+    prior_latent=False,
 )  # fmt: skip
 DIFFUSION = dict(scale_factor="auto", weighting="jul2025", l1=True, skip=True, t_eps=1e-4, sampling_steps=2)
 DATA = dict(
@@ -483,18 +484,31 @@ def test_latent_cache_encodes_each_item_once_and_survives_a_restart(trained, tmp
     assert calls[-1] == 3
 
 
-def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
+def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path, random_alexnet):
     """The sample stage keeps each method's raw float maps (buildings included); evaluate scores
-    them on every pixel as the paper did, beside the zeroed PNG scopes, streaming the split."""
+    them on every pixel as the paper did, beside the zeroed PNG scopes, streaming the split. With
+    sample.ensemble, the spread of the samples and its calibration; the ground truth for
+    `radiodiff compare`; LPIPS from a local weight file."""
     import csv
 
     from radiodiff.core.encodings import unit_to_gray
+    from radiodiff.core.errors import ParamsError
     from radiodiff.evaluate import sample_test, score_test
-    from radiodiff.metrics import MetricAccumulator, zero_buildings
+    from radiodiff.evaluate.maps import read_maps
+    from radiodiff.evaluate.perceptual import LPIPSScore
+    from radiodiff.metrics import MetricAccumulator, building_pixels, zero_buildings
 
     params = {
         **trained["params"],
-        "sample": {"steps": 2, "seed": 0, "seeds": 3, "batch_size": 1, "use_ema": True, "precision": "fp32"},
+        "sample": {
+            "steps": 2,
+            "seed": 0,
+            "seeds": 3,
+            "ensemble": True,
+            "batch_size": 1,
+            "use_ema": True,
+            "precision": "fp32",
+        },  # fmt: skip
     }
     d, root = trained["dir"], str(trained["root"])
     sample_test.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "samples", root=root)
@@ -532,6 +546,88 @@ def test_sample_and_evaluate_keep_the_papers_scope(trained, tmp_path):
     assert spread["nmse"]["values"][1] != spread["nmse"]["values"][0]  # other noise, other samples
     assert spread["nmse"]["min"] <= spread["nmse"]["mean"] <= spread["nmse"]["max"] and spread["nmse"]["std"] > 0
 
+    # sample.ensemble: the mean of the 3 samples of each map, scored beside the single sample (the headline)
+    pipe = load_pipeline(d / "ldm/model")
+    cpu = torch.device("cpu")
+    conditioned = RadioMapSeerSource(trained["root"], DATA).items("test", pipe.condition, pipe.physics_exponent)
+    drawn = [torch.cat([raw for _, _, raw in predict_batches(pipe, conditioned, 2, s, 1, cpu)]) for s in (0, 1, 2)]
+    mean = torch.from_numpy(np.load(tmp_path / "samples/float/radiodiff_mean.npy"))
+    torch.testing.assert_close(mean, torch.stack(drawn).mean(0), rtol=0, atol=1e-6)
+    assert torch.equal(torch.from_numpy(np.load(tmp_path / "samples/float/radiodiff.npy")), drawn[0])
+    assert summary["radiodiff_mean"]["k"] == 3 and summary["protocol"]["headline"]["radiodiff"] == "radiodiff_mean"
+    timing = json.loads((tmp_path / "samples/sampling.json").read_text())["methods"]
+    assert timing["radiodiff_mean"]["ms_per_map"] > timing["radiodiff"]["ms_per_map"]  # K samples' time
+    ratio = summary["ratios"]["radiodiff_mean/radiounet"]["nmse"]["ratio"]
+    assert ratio == pytest.approx(summary["radiodiff_mean"]["nmse"] / summary["radiounet"]["nmse"])
+    # RadioUNet's maps through the LDM's first stage: the error the VAE adds to a good map
+    unet = torch.from_numpy(np.load(tmp_path / "samples/float/radiounet.npy"))
+    through = torch.from_numpy(np.load(tmp_path / "samples/float/radiounet_vae.npy"))
+    per_item = torch.cat([pipe.reconstruct(unet[i : i + 1]) for i in range(len(unet))])  # the stage's batches of 1
+    torch.testing.assert_close(through, per_item, rtol=0, atol=1e-6)
+    assert "radiounet_vae/radiounet" in summary["ratios"] and summary["radiounet_vae"]["nmse"] > 0
+
+    # the structure scores in every scope, and how they were taken
+    for scope in (summary["radiodiff"], summary["radiodiff"]["outdoor"], summary["radiodiff"]["paper"]):
+        assert {"relative_error", "peak_distance_px", "peak_distance_m", "peak_hit", "sharpness_ratio"} <= set(scope)
+    assert summary["radiodiff"]["peak_distance_m"] == pytest.approx(
+        summary["radiodiff"]["peak_distance_px"] * 2.0
+    )  # 64 m maps at 32 px
+    assert (
+        "[-1, 1]" in summary["protocol"]["relative_error"] and "2 m per pixel" in summary["protocol"]["peak_distance"]
+    )
+    assert "left out" in summary["protocol"]["lpips"] and "left out" in summary["protocol"]["fid_kid"]
+
+    # uncertainty: the per-pixel std (ddof 1) of the 3 samples, zero where the buildings are known
+    std = torch.stack([torch.from_numpy(np.load(tmp_path / "samples/uncertainty" / f"{n}.npy")) for n in items.names])[
+        :, None
+    ]
+    expect = zero_buildings(torch.stack(drawn).std(0), items.tensors["buildings"])
+    torch.testing.assert_close(std, expect, rtol=0, atol=1e-5)
+    calib = summary["uncertainty"]
+    assert calib["k"] == 3 and calib["method"] == "radiodiff_mean" and calib["scope"] == "outdoor"
+    outdoor = int((~building_pixels(items.tensors["buildings"])).sum())
+    assert calib["pixels"] == sum(calib["reliability"]["pixels"]) == outdoor
+    assert 0 <= calib["coverage"]["within_2sigma"] <= calib["coverage"]["t_interval"]["share"] <= 1
+    assert calib["coverage"]["t_interval"]["t"] == pytest.approx(4.302653, rel=1e-6)  # t(0.975, 2)
+    assert set(calib["none"]) == {"radiounet", "physics"}
+
+    # the ground truth at the model's size, and `radiodiff compare` reproducing the `all` scope
+    from radiodiff.evaluate.compare import compare
+
+    for i, name in enumerate(items.names):
+        assert np.array_equal(read_png(tmp_path / "samples/truth" / f"{name}.png"), unit_to_gray(target[i, 0]))
+    c = compare(tmp_path / "samples/truth", tmp_path / "samples/radiodiff_mean", "radiomapseer")
+    top = summary["radiodiff_mean"]
+    assert c.summary["rmse"]["n"] == top["n_images"] == len(items)
+    assert c.summary["rmse"]["mean"] == pytest.approx(top["rmse"], abs=0.5 / 255)  # the truth's PNG rounding
+    assert c.summary["rmse_db"]["mean"] == pytest.approx(top["rmse_db"], abs=99.16 * 0.5 / 255)
+    assert c.summary["whole_set_rmse"]["mean"] == pytest.approx(top["rmse_whole_set"], abs=0.5 / 255)
+
+    # LPIPS from a local weight file (a random network here); FID/KID: test_metrics.py
+    evaluate = {"lpips": True, "lpips_net": "alex", "lpips_backbone_path": None, "fid_weights": None}
+    with pytest.raises(ParamsError, match="evaluate.lpips_backbone_path"):
+        score_test.run(
+            {**params, "evaluate": evaluate}, "radiomapseer", tmp_path / "samples", tmp_path / "eval2", root=root
+        )
+    assert not (tmp_path / "eval2").exists()
+    evaluate["lpips_backbone_path"] = str(random_alexnet)
+    score_test.run(
+        {**params, "evaluate": evaluate}, "radiomapseer", tmp_path / "samples", tmp_path / "eval2", root=root
+    )
+    scored = json.loads((tmp_path / "eval2/summary.json").read_text())
+    for method in ("radiodiff", "radiounet", "physics"):
+        entry = scored[method]
+        assert entry["lpips"] > 0 and "lpips" not in entry["outdoor"]  # the top-level scope only
+        assert "fid" not in entry
+    assert "alex" in scored["protocol"]["lpips"] and "left out" in scored["protocol"]["fid_kid"]
+    with open(tmp_path / "eval2/per_sample.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == "radiodiff"]
+    assert all(float(r["lpips"]) > 0 for r in rows if r["scope"] == "all")
+    lp = LPIPSScore("alex", random_alexnet)
+    first = items.names.index(rows[0]["name"])
+    pred = read_maps(tmp_path / "samples/radiodiff", [rows[0]["name"]], "radiomapseer")
+    assert float(rows[0]["lpips"]) == pytest.approx(lp(pred, target[first : first + 1].float()).item(), rel=1e-5)
+
 
 def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
     """Training exports the EMA weights (``unet/``, ``net/``) and the raw ones beside them
@@ -552,7 +648,15 @@ def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
         assert ema_w.keys() == raw_w.keys() and any(not torch.equal(ema_w[k], raw_w[k]) for k in ema_w)
     params = {
         **trained["params"],
-        "sample": {"steps": 2, "seed": 0, "seeds": 1, "batch_size": 2, "use_ema": False, "precision": "fp32"},
+        "sample": {
+            "steps": 2,
+            "seed": 0,
+            "seeds": 1,
+            "ensemble": False,
+            "batch_size": 2,
+            "use_ema": False,
+            "precision": "fp32",
+        },  # fmt: skip
     }
     root = str(trained["root"])
     sample_test.run(params, "radiomapseer", d / "ldm/model", d / "radiounet/model", tmp_path / "raw", root=root)
@@ -564,3 +668,51 @@ def test_model_folders_hold_raw_and_ema_weights(trained, tmp_path):
     with pytest.raises(RadiodiffError, match=r"no raw weights \(net_raw/"):
         load_pipeline(old, ema=False)
     assert load_pipeline(old).net is not None  # the EMA weights still load
+
+
+def test_the_condition_at_full_resolution_and_the_prior_as_a_latent(trained, tmp_path):
+    """``model.cond_stem`` (the raw condition at the stem) and ``model.prior_latent`` (the physics
+    prior through the target VAE, an extra latent scaled as the target) train, export and sample;
+    the folder records the prior latent; without the physics condition it is a clear error."""
+    import copy
+
+    from radiodiff.core.errors import ParamsError
+    from radiodiff.train import ldm
+
+    params = copy.deepcopy(trained["params"])
+    params["runtime"]["state_dir"] = str(tmp_path / "state")
+    params["train_ldm_radiomapseer"]["model"] |= {"cond_stem": True, "prior_latent": True}
+    root, vae = str(trained["root"]), str(trained["dir"] / "vae")
+    ldm.run(params, "radiomapseer", tmp_path / "ldm", root=root, vae=vae)
+    pipe = load_pipeline(tmp_path / "ldm/model")
+    assert pipe.record.prior_latent and pipe.extra_latent_channels == 3
+    assert pipe.network.config.cond_stem and pipe.network.config.extra_channels == 3
+    items = RadioMapSeerSource(trained["root"], DATA).items("test", pipe.condition, pipe.physics_exponent).stacked()
+    cond = items.tensors["condition"]
+    mean, _ = pipe.target_posterior(cond[:, 2:3])
+    torch.testing.assert_close(pipe.extra_latents(cond), mean * pipe.scale_factor)
+    maps = pipe(cond, generator=torch.Generator().manual_seed(0))
+    assert maps.shape == (len(cond), 1, 32, 32) and torch.isfinite(maps).all()
+    params["data"]["radiomapseer"] = {**DATA, "condition": "static"}
+    with pytest.raises(ParamsError, match=r"train_ldm_radiomapseer\.model\.prior_latent: .*condition physics"):
+        ldm.run(params, "radiomapseer", tmp_path / "static", root=root, vae=vae)
+    assert not (tmp_path / "static").exists()
+
+
+def test_the_radiomapseer_vae_trains_on_flipped_maps_with_their_edges(trained, tmp_path):
+    """train_vae_radiomapseer.data.augment: the 8 flips/rotations of each gain map, its edge map
+    turned with it (the edge-aware loss weights the same pixels)."""
+    from radiodiff.data.edges import run as edges_stage
+    from radiodiff.data.items import radiomapseer_images
+
+    root, edges = trained["root"], tmp_path / "edges"
+    settings = dict(method="canny", low_threshold=50, high_threshold=150, ksize=3, threshold=40)
+    edges_stage({"edges": settings, "data": {"radiomapseer": {"simulation": "DPM"}}}, root, edges)
+    plain = radiomapseer_images(root, edges, "train", DATA)
+    flipped = radiomapseer_images(root, edges, "train", DATA, augment=True)
+    assert len(flipped) == N_DIHEDRAL * len(plain)
+    assert float(plain[0]["edges"].sum()) > 0
+    for v in (0, 3, 5):
+        item = flipped[v]  # variant v of the first image
+        assert torch.equal(item["image"], dihedral(plain[0]["image"], v))
+        assert torch.equal(item["edges"], dihedral(plain[0]["edges"], v))

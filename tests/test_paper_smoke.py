@@ -20,7 +20,7 @@ from radiodiff.models.autoencoder import AutoencoderKL, AutoencoderKLConfig
 from radiodiff.models.cond_unet import CondUNet, swin_parameters
 from radiodiff.models.persistence import count_parameters
 from radiodiff.models.pipelines import load_pipeline
-from radiodiff.models.unet_config import CondUNetConfig
+from radiodiff.train.ldm import unet_config
 from tests.conftest import REPO, copy_repo, run, snakemake_ran
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -41,13 +41,7 @@ def paper_vae_parameters(name: str) -> int:
 def paper_unet_parameters(dataset: str) -> tuple[int, int]:
     """(all, without the Swin-B) parameters of the paper's U-Net for ``dataset`` (paper_jul2025's
     model section; ICASSP also takes the building and antenna VAEs' latents, 3 channels each)."""
-    cfg = CondUNetConfig.from_params(
-        PAPER[f"train_ldm_{dataset}"]["model"],
-        latent_channels=3,
-        extra_channels=6 if dataset == "icassp" else 0,
-        cond_channels=3,
-        image_size=256,
-    )
+    cfg = unet_config(PAPER[f"train_ldm_{dataset}"]["model"], 3, 6 if dataset == "icassp" else 0, 256)
     unet = CondUNet(cfg)
     total = count_parameters(unet)
     return total, total - sum(p.numel() for p in swin_parameters(unet))

@@ -102,14 +102,15 @@ def test_parity_check_catches_a_drift(tmp_path):
     assert drifted != sorted(STAGES["edges"].params)
 
 
-def test_init_from_is_an_input_under_both_engines(tmp_path):
+def test_init_from_and_evaluate_weights_are_inputs_under_both_engines(tmp_path):
     """A training stage's ``train.init_from`` folder is a dep of that stage in Snakemake's rules
     and in the dvc.yaml `radiodiff dvc-yaml` writes for that params.yaml; the stage's own output
-    is refused (a cycle)."""
+    is refused (a cycle). So are the ``evaluate`` section's weight files of the test-split
+    evaluate stages (LPIPS's backbone only when ``evaluate.lpips`` is on)."""
     import shutil
 
     from radiodiff.core.errors import ParamsError
-    from radiodiff.dag.stages import edges, init_deps
+    from radiodiff.dag.stages import edges, evaluate_deps, init_deps
 
     for f in ("Snakefile", "params.yaml"):
         shutil.copy(REPO / f, tmp_path / f)
@@ -132,3 +133,18 @@ def test_init_from_is_an_input_under_both_engines(tmp_path):
     params["train_radiounet_radiomapseer"]["train"]["init_from"] = "results/radiounet/radiomapseer/model/"
     with pytest.raises(ParamsError, match=r"train_radiounet_radiomapseer\.train\.init_from: .* own output"):
         init_deps("train_radiounet_radiomapseer", params)
+
+    params["train_radiounet_radiomapseer"]["train"]["init_from"] = None
+    weights = {"lpips_backbone_path": "models/alexnet.pth", "fid_weights": "models/inception.pth"}
+    params["evaluate"] |= {"lpips": False, "lpips_net": "alex", **weights}
+    assert evaluate_deps("evaluate_icassp", params) == ["models/inception.pth"]  # LPIPS off: its file unused
+    params["evaluate"]["lpips"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["radiodiff", "dvc-yaml"], cwd=tmp_path)
+    smk, dvc = spec("snakemake", tmp_path), spec("dvc", tmp_path)
+    for engine in (smk, dvc):
+        for ds in ("radiomapseer", "icassp"):
+            assert set(weights.values()) <= set(engine["stages"][f"evaluate_{ds}"]["deps"])
+            assert "evaluate" in engine["stages"][f"evaluate_{ds}"]["params"]
+        assert not set(weights.values()) & set(engine["stages"]["evaluate_icassp_full"]["deps"])
+    assert smk["edges"] == dvc["edges"]

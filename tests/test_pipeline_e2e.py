@@ -82,6 +82,15 @@ def check_outputs(repo):
             pngs = sorted(p.name for p in (repo / f"results/samples/{ds}/{method}").glob("*.png"))
             assert len(pngs) == summary["protocol"]["maps"] > 0
         assert summary["radiodiff"]["seed_spread"]["seeds"] == [0, 1]  # ci: sample.seeds 2
+        # ci: sample.ensemble, so the spread of the 2 samples and its calibration; the truth for compare
+        assert summary["uncertainty"]["k"] == 2 and summary["uncertainty"]["pixels"] > 0
+        truth = sorted(p.name for p in (repo / f"results/samples/{ds}/truth").glob("*.png"))
+        assert (
+            len(truth)
+            == summary["protocol"]["maps"]
+            == len(list((repo / f"results/samples/{ds}/uncertainty").glob("*.npy")))
+        )
+        assert "relative_error" in summary["radiodiff"] and "sharpness_ratio" in summary["radiodiff"]
         ratio = summary["ratios"]["radiodiff/radiounet"]["nmse"]  # paired bootstrap over the test images
         assert ratio["ratio"] == pytest.approx(summary["radiodiff"]["nmse"] / summary["radiounet"]["nmse"])
         assert ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1]
@@ -89,7 +98,11 @@ def check_outputs(repo):
             assert summary["protocol"]["split_rule"].startswith("ratios train 0.8 / val 0.1 / test 0.1")
         rows = (repo / f"results/evaluate/{ds}/per_sample.csv").read_text().splitlines()
         scopes = 3 if ds == "radiomapseer" else 2  # all, outdoor, paper / valid, open
-        assert len(rows) == 1 + 3 * scopes * summary["protocol"]["maps"]  # methods x scopes x maps
+        # radiodiff, radiounet, physics, radiodiff_mean (ci: sample.ensemble), radiounet_vae
+        methods = {"radiodiff", "radiounet", "physics", "radiodiff_mean", "radiounet_vae"}
+        assert methods <= set(summary) and summary["radiodiff_mean"]["k"] == 2
+        assert summary["protocol"]["headline"]["radiodiff"] == "radiodiff_mean"
+        assert len(rows) == 1 + len(methods) * scopes * summary["protocol"]["maps"]  # methods x scopes x maps
     check_whole_buildings(repo)
     icassp = json.loads((repo / "results/evaluate/icassp/summary.json").read_text())
     assert icassp["radiodiff"]["per_building"] and icassp["radiodiff"]["per_band"]
@@ -108,6 +121,8 @@ def check_outputs(repo):
         "samples_radiomapseer",
         "samples_icassp",
         "samples_icassp_full",
+        "reliability_radiomapseer",
+        "reliability_icassp",
         "train_vae_radio_terms",
         "train_ldm_icassp_overview",
         "dag",

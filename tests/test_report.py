@@ -254,3 +254,43 @@ def test_departures_follow_the_runs_block_style():
     mixed = unet_rows({"radiomapseer": "original", "icassp": "light"})
     assert "original's blocks" in mixed["U-Net details (RadioMapSeer)"]
     assert "space-to-depth" in mixed["U-Net details (ICASSP 2025 (indoor))"]
+
+
+def test_structure_scores_uncertainty_and_its_grid_column(tmp_path):
+    """The structure table (LPIPS left out, as the protocol says), the uncertainty section with
+    RadioUNet and physics marked as having no spread, the reliability figure, and the sample
+    grid's column of RadioDiff's std; without a calibration, the section says why."""
+    import torch
+
+    from radiodiff.evaluate.uncertainty import Calibration
+    from radiodiff.report import results
+
+    cal = Calibration(3, 99.16, "outdoor", "radiodiff_mean")
+    torch.manual_seed(0)
+    target = torch.rand(4, 1, 8, 8)
+    std = torch.rand(4, 1, 8, 8) * 0.05
+    cal.add(target, target + std * torch.randn(4, 1, 8, 8), std, None)
+    scores = {"relative_error": 0.2, "peak_distance_m": 4.0, "peak_hit": 0.5, "sharpness_ratio": 0.7}
+    summary = {
+        "radiodiff": {"nmse": 0.1, **scores},
+        "radiounet": {"nmse": 0.2, **scores, "peak_hit": 0.25, "sharpness_ratio": 1.1},
+        "uncertainty": cal.result(),
+        "protocol": {"lpips": "left out (evaluate.lpips: false)", "fid_kid": "left out (evaluate.fid_weights: null)"},
+    }
+    doc = Doc(tmp_path, STYLE)
+    results._structure_table(doc, "radiomapseer", summary)
+    results._uncertainty(doc, "radiomapseer", summary)
+    results._uncertainty(doc, "icassp", {"protocol": {"uncertainty": "none: needs sample.ensemble"}})
+    md = doc.render_md("t")
+    assert "LPIPS: left out (evaluate.lpips: false)" in md and "FID and KID: left out" in md
+    assert "| RadioDiff | **0.2** | **4** | **0.5** | 0.7 |" in md  # peak_hit: higher is better; the ratio unranked
+    assert "| RadioUNet | none: a deterministic network" in md and "| physics | none: a formula" in md
+    assert "Student's t with 2 degrees of freedom" in md and "No per-pixel uncertainty: none: needs" in md
+    assert (tmp_path / "reliability_radiomapseer.png").is_file()
+    row = {"name": "0_1", "condition": np.zeros((8, 8)), "tx": (1, 1), "truth": np.full((8, 8), -100.0)}
+    row |= {"radiodiff": np.full((8, 8), -98.0), "radiounet": np.full((8, 8), -101.0), "uncertainty": np.ones((8, 8))}
+    fig = F.sample_grid_figure([row], "dB", STYLE, -147, -47)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[-1] == "std of RadioDiff's samples" and len(titles) == 6
+    del row["uncertainty"]
+    assert len([ax for ax in F.sample_grid_figure([row], "dB", STYLE, -147, -47).axes if ax.get_title()]) == 5

@@ -12,7 +12,7 @@ from radiodiff.core.errors import RadiodiffError
 from radiodiff.core.io import atomic_file
 from radiodiff.core.params import load_params, schema_default_params
 from radiodiff.dag.code_deps import code_deps
-from radiodiff.dag.stages import DVC_PARAMS, STAGES, Stage, init_deps
+from radiodiff.dag.stages import DVC_PARAMS, STAGES, Stage, param_deps
 
 HEADER = """\
 # Written by `radiodiff dvc-yaml` from radiodiff/dag/stages.py: do not edit by hand (a test
@@ -24,7 +24,7 @@ HEADER = """\
 
 
 def stage_entry(stage: Stage, params: dict) -> dict:
-    deps = [*stage.deps, *init_deps(stage.name, params), *code_deps(stage.handler)]
+    deps = [*stage.deps, *param_deps(stage.name, params), *code_deps(stage.handler)]
     entry: dict = {"cmd": stage.command(DVC_PARAMS), "deps": deps}
     if stage.params:
         entry["params"] = list(stage.params)
@@ -38,7 +38,8 @@ def stage_entry(stage: Stage, params: dict) -> dict:
 
 
 def render() -> str:
-    """``dvc.yaml`` for the stage table and ``params.yaml`` (its ``init_from`` folders are deps)."""
+    """``dvc.yaml`` for the stage table and ``params.yaml`` (its ``init_from`` folders and
+    ``evaluate`` weight files are deps)."""
     params = load_params(DVC_PARAMS) if Path(DVC_PARAMS).is_file() else schema_default_params()
     body = {"stages": {name: stage_entry(s, params) for name, s in STAGES.items()}}
     text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=200)
@@ -62,6 +63,6 @@ def check(path: str | os.PathLike = "dvc.yaml") -> None:
     path = Path(path)
     if not path.is_file() or path.read_text() != render():
         raise RadiodiffError(
-            f"{path}: stale (the stage table, the library's imports or params.yaml's init_from changed); "
-            "run `radiodiff dvc-yaml`"
+            f"{path}: stale (the stage table, the library's imports or params.yaml's init_from or evaluate "
+            "files changed); run `radiodiff dvc-yaml`"
         )

@@ -31,7 +31,15 @@ MODEL_KINDS = ("ldm", "radiounet")
 FULL_SAMPLES = "results/samples/icassp_full"
 FULL_EVALUATE = "results/evaluate/icassp_full"
 # what the test-split sample stages read of `sample` (its `window` is the whole-building stage's)
-SAMPLE_KEYS = ("sample.steps", "sample.seed", "sample.seeds", "sample.batch_size", "sample.use_ema", "sample.precision")
+SAMPLE_KEYS = (
+    "sample.steps",
+    "sample.seed",
+    "sample.seeds",
+    "sample.ensemble",
+    "sample.batch_size",
+    "sample.use_ema",
+    "sample.precision",
+)
 # How each engine hands a job its values (the one difference between their commands): DVC the
 # params file it tracks; Snakemake the config it resolved (params.yaml + --config, --configfile,
 # profiles), written to this file when the workflow is parsed.
@@ -58,6 +66,7 @@ ALL_SECTIONS = (
     "train_radiounet_radiomapseer",
     "train_radiounet_icassp",
     "sample",
+    "evaluate",
     "benchmark",
     "report",
 )
@@ -249,7 +258,7 @@ def _table() -> list[Stage]:
                 f"evaluate_{ds}",
                 "radiodiff.evaluate.score_test",
                 f"radiodiff evaluate {ds} {source} --samples {samples} --out {folder}",
-                scoring,
+                (*scoring, "evaluate"),
                 (source.split()[1], samples),
                 (
                     Output(f"{folder}/summary.json", metric=True),
@@ -365,13 +374,32 @@ def init_deps(stage: str, params: dict) -> list[str]:
     return [folder]
 
 
+WEIGHT_FILES = ("lpips_backbone_path", "fid_weights")  # the `evaluate` section's network files
+
+
+def evaluate_deps(stage: str, params: dict) -> list[str]:
+    """The network weight files a test-split evaluate stage reads (``evaluate.lpips_backbone_path``
+    when ``evaluate.lpips`` is on, ``evaluate.fid_weights`` when set): inputs of the stage under
+    both engines, as :func:`init_deps`."""
+    if stage not in ("evaluate_radiomapseer", "evaluate_icassp"):
+        return []
+    section = params.get("evaluate") or {}
+    files = [section.get("lpips_backbone_path") if section.get("lpips") else None, section.get("fid_weights")]
+    return [str(f) for f in files if f]
+
+
+def param_deps(stage: str, params: dict) -> list[str]:
+    """The inputs of a stage that a params value names (:func:`init_deps`, :func:`evaluate_deps`)."""
+    return [*init_deps(stage, params), *evaluate_deps(stage, params)]
+
+
 def edges(params: dict) -> list[tuple[str, str]]:
     """The DAG's edges (producer, consumer) with the dataset roots of ``params`` (a real root has
     no producer, so the synthesize stages then feed nothing)."""
     producers = {o.path: s.name for s in STAGES.values() for o in s.outs}
     found = set()
     for s in STAGES.values():
-        for dep in (*s.deps, *init_deps(s.name, params)):
+        for dep in (*s.deps, *param_deps(s.name, params)):
             path = resolve(dep, params).rstrip("/")
             if path in producers:
                 found.add((producers[path], s.name))

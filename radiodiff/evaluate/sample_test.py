@@ -9,6 +9,9 @@ the next seeds into ``radiodiff_seeds/seed-S/`` (the evaluation reports the spre
 metrics; ``radiodiff/`` stays the first seed's, the headline). RadioMapSeer also keeps every
 method's raw float maps, buildings included, in ``float/{method}.npy`` (N, 1, S, S, the test
 split's order) for the paper's scope. The physics baselines are computed here (they need no training).
+``truth/`` holds the test split's ground truth at the model's size in the same encoding (for
+``radiodiff compare``); with ``sample.ensemble`` and K >= 2, ``uncertainty/{name}.npy`` the
+per-pixel standard deviation of RadioDiff's K samples.
 Both datasets take the same path; :func:`radiodiff.data.items.dataset_source` adapts each. The test
 split is read, predicted and written batch by batch, so memory does not grow with its size.
 """
@@ -26,7 +29,16 @@ from torch.utils.data import Dataset
 from radiodiff.core.errors import ParamsError, RadiodiffError
 from radiodiff.core.io import atomic_dir, write_json
 from radiodiff.data.items import item_batches, stage_source
-from radiodiff.evaluate.maps import SEEDS_FOLDER, write_maps
+from radiodiff.evaluate.maps import (
+    ENSEMBLE_METHOD,
+    SEEDS_FOLDER,
+    TRUTH_FOLDER,
+    UNCERTAINTY_FOLDER,
+    VAE_METHOD,
+    write_maps,
+    write_std,
+)
+from radiodiff.evaluate.uncertainty import ensemble_std
 from radiodiff.metrics import zero_buildings
 from radiodiff.models.pipelines import load_pipeline
 
@@ -151,59 +163,142 @@ def timing(seconds: float, n: int, device, steps, seed, model) -> dict:
     }
 
 
+class MethodMaps:
+    """One method's outputs in a sample folder, batch by batch: its PNGs (``{method}/``) and, for
+    RadioMapSeer, its raw float maps (``float/{method}.npy``, :class:`FloatMaps`)."""
+
+    def __init__(self, folder, method: str, dataset: str, n: int, side: int, floats: bool = True):
+        self.folder, self.method, self.dataset = folder, method, dataset
+        keep = floats and dataset == "radiomapseer"  # the paper's scope (raw floats, buildings included)
+        self.floats = FloatMaps(folder / "float", method, n, side) if keep else None
+
+    def add(self, batch: dict, raw: torch.Tensor) -> None:
+        """A batch's raw maps on [0, 1] (the PNGs get RadioMapSeer's building pixels zeroed)."""
+        pred = zero_buildings(raw, batch["buildings"]) if "buildings" in batch else raw
+        write_maps(self.folder / self.method, batch["name"], pred, self.dataset, batch.get("valid"))
+        if self.floats:
+            self.floats.add(raw)
+
+    def close(self) -> None:
+        if self.floats:
+            self.floats.close()
+
+
+class EnsembleMean:
+    """The per-item mean of RadioDiff's K samples (``sample.ensemble``): the raw maps of every
+    seed summed, with their squares, in memory-mapped files beside the outputs, written as the
+    method ``radiodiff_mean`` as the last seed's batches complete, and for K >= 2 the per-pixel
+    standard deviation (ddof 1) of the K samples into ``uncertainty/`` (0 where the scored maps
+    are known: RadioMapSeer's building pixels, ICASSP's padding)."""
+
+    def __init__(self, folder, dataset: str, n: int, side: int, k: int):
+        self.k, self.start, self.folder = k, 0, folder
+        self.paths = (folder / ".ensemble_sum.npy", folder / ".ensemble_sum_sq.npy")
+        self.sum, self.sum_sq = (np.lib.format.open_memmap(p, "w+", np.float64, (n, 1, side, side)) for p in self.paths)
+        self.out = MethodMaps(folder, ENSEMBLE_METHOD, dataset, n, side)
+
+    def add(self, batch: dict, raw: torch.Tensor, last_seed: bool) -> None:
+        end = self.start + len(raw)
+        x = raw.double().numpy()
+        self.sum[self.start : end] += x
+        self.sum_sq[self.start : end] += x * x
+        if last_seed:
+            total = self.sum[self.start : end]
+            self.out.add(batch, torch.from_numpy(total / self.k).float())
+            if self.k >= 2:
+                std = torch.from_numpy(ensemble_std(total, self.sum_sq[self.start : end], self.k)).float()
+                std = zero_buildings(std, batch["buildings"]) if "buildings" in batch else std * batch["valid"]
+                write_std(self.folder / UNCERTAINTY_FOLDER, batch["name"], std)
+        self.start = 0 if end == len(self.sum) else end
+
+    def close(self) -> None:
+        self.out.close()
+        del self.sum, self.sum_sq
+        for path in self.paths:
+            path.unlink()
+
+
+def _sample_radiodiff(pipe, model_dir, items, sample: dict, folder, dataset: str, side: int, device) -> dict:
+    """RadioDiff's test samples under each of ``sample.seeds`` seeds (the first is ``radiodiff/``,
+    the others ``radiodiff_seeds/seed-S/``) and, with ``sample.ensemble``, their per-item mean
+    (``radiodiff_mean/``); the timing entries of ``sampling.json``."""
+    steps, seeds = pipe.steps_for(sample["steps"]), list(range(sample["seed"], sample["seed"] + sample["seeds"]))
+    clock, n = Clock(device), len(items)
+    mean = EnsembleMean(folder, dataset, n, side, len(seeds)) if sample["ensemble"] else None
+    for seed in seeds:
+        headline = seed == seeds[0]
+        if headline:
+            out = MethodMaps(folder, "radiodiff", dataset, n, side)
+        else:
+            out = MethodMaps(folder / SEEDS_FOLDER, f"seed-{seed}", dataset, n, side, floats=False)
+        batches = predict_batches(pipe, items, steps, seed, sample["batch_size"], device, clock, sample["precision"])
+        for batch, _, raw in batches:
+            out.add(batch, raw)
+            if mean:
+                mean.add(batch, raw, last_seed=seed == seeds[-1])
+        out.close()
+        if headline:
+            first_seconds = clock.seconds
+    entry = {**timing(first_seconds, n, device, steps, sample["seed"], str(model_dir)), "seeds": seeds}
+    methods = {"radiodiff": entry}
+    if mean:
+        mean.close()
+        methods[ENSEMBLE_METHOD] = {**entry, **timing(clock.seconds, n, device, steps, None, entry["model"])}
+        methods[ENSEMBLE_METHOD].update(k=len(seeds), what=f"per-pixel mean of the {len(seeds)} samples")
+    return methods
+
+
 def run(params: dict, dataset: str, ldm, radiounet, out, root=None, crops=None, device=None) -> dict:
     """The ``sample_{dataset}`` stage: every method's test-split predictions and
-    ``sampling.json`` into ``out`` (atomically). RadioMapSeer reads ``root``, ICASSP ``crops``."""
+    ``sampling.json`` into ``out`` (atomically). RadioMapSeer reads ``root``, ICASSP ``crops``.
+    Beside RadioDiff, RadioUNet and physics: RadioDiff's other seeds and (``sample.ensemble``)
+    the mean of its samples, and RadioUNet's maps through the LDM's first stage
+    (``radiounet_vae``: encoded, the posterior mean decoded), the error the VAE adds to a good map."""
     source = stage_source(f"sample {dataset}", dataset, params, root, crops)
     sample = params["sample"]
     device = torch.device(device) if device else default_device()
+    side = source.image_size
     methods: dict = {}
-    keep_float = dataset == "radiomapseer"  # the paper's scope (raw floats, buildings included)
     with atomic_dir(out) as tmp:
-        for method, model_dir in (("radiodiff", ldm), ("radiounet", radiounet)):
-            pipe = load_pipeline(model_dir, ema=sample["use_ema"])
-            check_model(pipe, dataset, source.image_size, model_dir)
-            items = source.items("test", pipe.condition, pipe.physics_exponent)
-            steps = pipe.steps_for(sample["steps"])
-            clock = Clock(device)
-            floats = FloatMaps(tmp / "float", method, len(items), source.image_size) if keep_float else None
-            batches = predict_batches(
-                pipe, items, steps, sample["seed"], sample["batch_size"], device, clock, sample["precision"]
-            )
-            for batch, pred, raw in batches:
-                write_maps(tmp / method, batch["name"], pred, dataset, batch.get("valid"))
-                if floats:
-                    floats.add(raw)
-            if floats:
-                floats.close()
-            seeds = [sample["seed"]]
-            if pipe.is_latent:  # the other seeds' samples: the spread of RadioDiff's metrics
-                for seed in range(sample["seed"] + 1, sample["seed"] + sample["seeds"]):
-                    again = predict_batches(
-                        pipe, items, steps, seed, sample["batch_size"], device, None, sample["precision"]
-                    )
-                    for batch, pred, _ in again:
-                        write_maps(
-                            tmp / SEEDS_FOLDER / f"seed-{seed}", batch["name"], pred, dataset, batch.get("valid")
-                        )
-                    seeds.append(seed)
-            methods[method] = timing(clock.seconds, len(items), device, steps, sample["seed"], str(model_dir))
-            if pipe.is_latent:
-                methods[method]["seeds"] = seeds
-            methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
-            methods[method]["precision"] = sample["precision"]
+        ldm_pipe = load_pipeline(ldm, ema=sample["use_ema"])
+        check_model(ldm_pipe, dataset, side, ldm)
+        items = source.items("test", ldm_pipe.condition, ldm_pipe.physics_exponent)
+        methods.update(_sample_radiodiff(ldm_pipe, ldm, items, sample, tmp, dataset, side, device))
+
+        pipe = load_pipeline(radiounet, ema=sample["use_ema"])
+        check_model(pipe, dataset, side, radiounet)
+        items = source.items("test", pipe.condition, pipe.physics_exponent)
+        clock, vae_clock = Clock(device), Clock(device)
+        unet_out, vae_out = (MethodMaps(tmp, m, dataset, len(items), side) for m in ("radiounet", VAE_METHOD))
+        batches = predict_batches(
+            pipe, items, None, sample["seed"], sample["batch_size"], device, clock, sample["precision"]
+        )
+        for batch, _, raw in batches:
+            unet_out.add(batch, raw)
+            with vae_clock:  # fp32, as the VAE's own ceiling is scored
+                vae_out.add(batch, ldm_pipe.reconstruct(raw.to(device)).float().cpu())
+        unet_out.close()
+        vae_out.close()
+        methods["radiounet"] = timing(clock.seconds, len(items), device, None, sample["seed"], str(radiounet))
+        methods[VAE_METHOD] = timing(
+            clock.seconds + vae_clock.seconds, len(items), device, None, None, f"{radiounet} through {ldm}/vae"
+        )
+        for method in ("radiodiff", ENSEMBLE_METHOD, "radiounet", VAE_METHOD):
+            if method in methods:
+                methods[method]["weights"] = "ema" if sample["use_ema"] else "raw"
+                methods[method]["precision"] = sample["precision"]
+
         items = source.items("test")
         exponent = source.physics_exponent() if dataset == "radiomapseer" else None
         clock = Clock(torch.device("cpu"))
-        floats = FloatMaps(tmp / "float", "physics", len(items), source.image_size) if keep_float else None
+        physics = MethodMaps(tmp, "physics", dataset, len(items), side)
         for batch in item_batches(items, sample["batch_size"]):
             with clock:
                 pred = source.physics(batch, exponent)
-            write_maps(tmp / "physics", batch["name"], pred, dataset, batch.get("valid"))
-            if floats:
-                floats.add(pred)
-        if floats:
-            floats.close()
+            physics.add(batch, pred)
+            truth = ((batch["target"] + 1) / 2).clamp(0, 1)  # for `radiodiff compare` (rounded as PNGs)
+            write_maps(tmp / TRUTH_FOLDER, batch["name"], truth, dataset, batch.get("valid"))
+        physics.close()
         methods["physics"] = timing(clock.seconds, len(items), torch.device("cpu"), None, None, None)
         if exponent is not None:
             methods["physics"]["exponent"] = exponent

@@ -28,16 +28,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from radiodiff.core.encodings import RADIOMAPSEER_PIXEL_SIZE_M
+from radiodiff.core.encodings import ICASSP_PIXEL_SIZE_M, RADIOMAPSEER_PIXEL_SIZE_M
 from radiodiff.core.errors import DataError, RadiodiffError
 from radiodiff.core.io import read_json, write_json
 from radiodiff.data.icassp import parse_name
 from radiodiff.data.items import StackedItems, full_size, item_batches, stage_source
 from radiodiff.data.splits import describe_split
-from radiodiff.evaluate.maps import METHODS, SEEDS_FOLDER, read_maps
+from radiodiff.evaluate.maps import (
+    ENSEMBLE_METHOD,
+    METHODS,
+    OPTIONAL_METHODS,
+    SEEDS_FOLDER,
+    UNCERTAINTY_FOLDER,
+    VAE_METHOD,
+    read_maps,
+    read_std,
+)
+from radiodiff.evaluate.uncertainty import Calibration
 from radiodiff.metrics import (
     MetricAccumulator,
     building_pixels,
+    inception_distances,
     ratio_interval,
     scope_masks,
     write_rows,
@@ -45,10 +56,20 @@ from radiodiff.metrics import (
 )
 
 HEADLINE = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db")
-RATIO_PAIRS = (("radiodiff", "radiounet"), ("radiodiff", "physics"), ("radiounet", "physics"))
+# the structure scores of every scope (radiodiff.metrics), LPIPS on the top-level scope when asked for
+STRUCTURE = ("relative_error", "peak_distance_px", "peak_distance_m", "peak_hit", "sharpness_ratio", "lpips")
+RATIO_PAIRS = (
+    ("radiodiff", "radiounet"),
+    ("radiodiff", "physics"),
+    ("radiounet", "physics"),
+    (ENSEMBLE_METHOD, "radiounet"),
+    (ENSEMBLE_METHOD, "physics"),
+    (VAE_METHOD, "radiounet"),  # what the LDM's first stage costs a good map
+)
 RATIO_METRICS = ("nmse", "rmse_db")
 RATIO_RESAMPLES = 2000
-NOT_METHODS = ("protocol", "ratios", "error_profile")  # the summary's other keys
+NOT_METHODS = ("protocol", "ratios", "error_profile", "uncertainty")  # the summary's other keys
+CALIBRATION_SCOPE = {"radiomapseer": "outdoor", "icassp": "valid"}  # pixels whose prediction is not known
 DISTANCE_EDGES_M = (0.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, math.inf)  # RadioMapSeer error-profile bins
 
 
@@ -110,7 +131,7 @@ SCORE_BATCH = 64  # test items read and scored at a time
 
 
 def _headline(s: dict) -> dict:
-    out = {k: s[k] for k in HEADLINE if k in s}
+    out = {k: s[k] for k in (*HEADLINE, *STRUCTURE) if k in s}
     out["rmse_whole_set"] = s["whole_set_rmse"]
     if "whole_set_rmse_db" in s:
         out["rmse_db_whole_set"] = s["whole_set_rmse_db"]
@@ -123,8 +144,20 @@ class Scorer:
     (keyed by method) and the per-sample rows (:meth:`result`, by method, then scope)."""
 
     def __init__(
-        self, dataset: str, methods, db_per_unit: float, paper: bool = False, metres_per_pixel: float | None = None
+        self,
+        dataset: str,
+        methods,
+        db_per_unit: float,
+        paper: bool = False,
+        metres_per_pixel: float | None = None,
+        lpips=None,
+        inception=None,
+        calibration=None,
     ):
+        """``lpips`` (:class:`~radiodiff.evaluate.perceptual.LPIPSScore`), ``inception``
+        (:class:`~radiodiff.evaluate.perceptual.InceptionFeatures`) and ``calibration``
+        (:class:`~radiodiff.evaluate.uncertainty.Calibration`, fed the ``std`` of :meth:`add`)
+        are optional."""
         self.dataset, self.methods = dataset, tuple(methods)
         self.profile = (
             ErrorProfile(self.methods, db_per_unit, metres_per_pixel)
@@ -136,12 +169,27 @@ class Scorer:
             if dataset != "radiomapseer":
                 raise RadiodiffError("the paper scope is RadioDiff's RadioMapSeer protocol")
             self.scopes += ("paper",)
-        self.accs = {(m, sc): MetricAccumulator(db_per_unit=db_per_unit) for m in self.methods for sc in self.scopes}
+        self.lpips, self.inception, self.calibration = lpips, inception, calibration
+        self.accs = {
+            (m, sc): MetricAccumulator(
+                db_per_unit, metres_per_pixel, ("lpips",) if lpips is not None and sc == self.scopes[0] else ()
+            )
+            for m in self.methods
+            for sc in self.scopes
+        }
+        self.features: dict[str, list[torch.Tensor]] = {}  # Inception features of the truth and each method
 
-    def add(self, batch: dict, preds: dict[str, torch.Tensor], raw: dict[str, torch.Tensor] | None = None) -> None:
+    def add(
+        self,
+        batch: dict,
+        preds: dict[str, torch.Tensor],
+        raw: dict[str, torch.Tensor] | None = None,
+        std: torch.Tensor | None = None,
+    ) -> None:
         """Score one batch of items (``target`` and ``buildings`` or ``valid`` and ``condition``,
         ``name``) against every method's predictions on [0, 1] (B, 1, S, S); with the ``paper``
-        scope, ``raw`` holds each method's float maps, scored on every pixel as they are."""
+        scope, ``raw`` holds each method's float maps, scored on every pixel as they are; with a
+        calibration, ``std`` is the per-pixel spread of the ensemble's samples."""
         target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
         names = list(batch["name"])
         masks = scope_masks(self.dataset, batch)
@@ -153,6 +201,10 @@ class Scorer:
                 "band": [f"f{i.band}" for i in ids],
                 "antenna": [f"Ant{i.antenna}" for i in ids],
             }
+        # the networks see the top-level scope's maps: ICASSP's padding 0 in both
+        shown = (lambda x: x) if self.dataset == "radiomapseer" else (lambda x: torch.where(batch["valid"], x, 0.0))
+        if self.inception is not None:
+            self.features.setdefault("truth", []).append(self.inception(shown(target)))
         for method in self.methods:
             pred = preds[method]
             if pred.shape != target.shape:
@@ -160,15 +212,22 @@ class Scorer:
             if self.dataset == "radiomapseer":
                 pred = zero_buildings(pred, batch["buildings"])
                 preds = {**preds, method: pred}
+            scores = {"lpips": self.lpips(shown(pred), shown(target))} if self.lpips is not None else None
             for scope, mask in masks.items():
                 acc = self.accs[method, scope]
-                acc.add(pred, target, mask=mask, names=names, method=method, scope=scope, **extra_cols)
+                top = scores if scope == self.scopes[0] else None
+                acc.add(pred, target, mask=mask, names=names, scores=top, method=method, scope=scope, **extra_cols)
+            if self.inception is not None:
+                self.features.setdefault(method, []).append(self.inception(shown(pred)))
             if "paper" in self.scopes:
                 if raw is None or raw[method].shape != target.shape:
                     raise DataError(f"{method}: float predictions missing or of another shape for the paper scope")
                 self.accs[method, "paper"].add(raw[method], target, names=names, method=method, scope="paper")
         if self.profile is not None:
             self.profile.add(target, preds, batch["buildings"], batch["tx"])
+        if self.calibration is not None:
+            mean = preds[self.calibration.method]
+            self.calibration.add(target, mean, std, masks[self.calibration.scope])
 
     def result(self, timing=None) -> tuple[dict, list[dict]]:
         summary, rows = {}, []
@@ -185,6 +244,9 @@ class Scorer:
                 else:
                     entry[scope] = s
                 rows.extend(acc.to_rows())
+            if self.inception is not None:
+                entry.update(inception_distances(torch.cat(self.features["truth"]), torch.cat(self.features[method])))
+                entry["n_fid"] = entry.pop("n")
             if timing and method in timing:
                 entry["ms_per_map"] = timing[method]["ms_per_map"]
             summary[method] = entry
@@ -192,6 +254,8 @@ class Scorer:
             summary["ratios"] = self.ratios()
         if self.profile is not None:
             summary["error_profile"] = self.profile.result()
+        if self.calibration is not None:
+            summary["uncertainty"] = self.calibration.result()
         return summary, rows
 
     def ratios(self) -> dict:
@@ -273,10 +337,16 @@ def write_outputs(out_dir: Path, summary: dict, rows: list[dict]) -> None:
     write_json(out_dir / "summary.json", json_safe(summary))
 
 
-def float_maps(samples: Path, n: int) -> dict[str, np.ndarray] | None:
+def sampled_methods(samples: Path) -> tuple[str, ...]:
+    """The methods of a sample folder: RadioDiff, RadioUNet and physics, and the optional ones it
+    holds (the mean of RadioDiff's samples, RadioUNet through the VAE)."""
+    return METHODS + tuple(m for m in OPTIONAL_METHODS if (samples / m).is_dir())
+
+
+def float_maps(samples: Path, n: int, methods=METHODS) -> dict[str, np.ndarray] | None:
     """Every method's raw float maps of a sample folder (``float/{method}.npy``, memory-mapped);
     None for a folder written before they were kept (the paper scope is then left out)."""
-    paths = {m: samples / "float" / f"{m}.npy" for m in METHODS}
+    paths = {m: samples / "float" / f"{m}.npy" for m in methods}
     if not any(p.is_file() for p in paths.values()):
         print(f"{samples}: no float/ predictions (an older sample stage); the paper scope is left out", file=sys.stderr)
         return None
@@ -294,25 +364,39 @@ def float_maps(samples: Path, n: int) -> dict[str, np.ndarray] | None:
 def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict:
     """The ``evaluate_{dataset}`` stage: score every method's sampled test maps in ``samples``
     against RadioMapSeer ``root`` or the ICASSP ``crops``; writes ``summary.json`` and
-    ``per_sample.csv`` into ``out``."""
+    ``per_sample.csv`` into ``out``. The ``evaluate`` params section adds LPIPS and FID/KID
+    (local weight files; absent or off: left out, and the protocol says so)."""
     source = stage_source(f"evaluate {dataset}", dataset, params, root, crops)
     samples = Path(samples)
     items = source.items("test")
     timing = read_json(samples / "sampling.json")["methods"]
-    floats = float_maps(samples, len(items)) if dataset == "radiomapseer" else None
-    mpp = full_size(source.root) * RADIOMAPSEER_PIXEL_SIZE_M / source.image_size if dataset == "radiomapseer" else None
-    scorer = Scorer(dataset, METHODS, source.db_per_unit, paper=floats is not None, metres_per_pixel=mpp)
+    methods = sampled_methods(samples)
+    floats = float_maps(samples, len(items), methods) if dataset == "radiomapseer" else None
+    if dataset == "radiomapseer":
+        mpp = full_size(source.root) * RADIOMAPSEER_PIXEL_SIZE_M / source.image_size
+    else:
+        mpp = ICASSP_PIXEL_SIZE_M  # the crops keep the data's pixels
+    lpips, inception = perceptual_scorers(params.get("evaluate") or {})
+    spread = samples / UNCERTAINTY_FOLDER
+    k = timing.get(ENSEMBLE_METHOD, {}).get("k", 1)
+    calibration = None
+    if ENSEMBLE_METHOD in methods and k >= 2 and spread.is_dir():
+        calibration = Calibration(k, source.db_per_unit, CALIBRATION_SCOPE[dataset], ENSEMBLE_METHOD)
+    scorer = Scorer(
+        dataset, methods, source.db_per_unit, floats is not None, mpp, lpips, inception, calibration
+    )  # fmt: skip
     seeds = timing["radiodiff"].get("seeds", [])[1:]  # sample.seeds' other seeds (folders of older stages: none)
     by_seed = {s: Scorer(dataset, ["radiodiff"], source.db_per_unit) for s in seeds}
     start = 0
     for batch in item_batches(items, SCORE_BATCH):
-        preds = {m: read_maps(samples / m, batch["name"], dataset) for m in METHODS}
+        preds = {m: read_maps(samples / m, batch["name"], dataset) for m in methods}
         for seed, seed_scorer in by_seed.items():
             seed_maps = read_maps(samples / SEEDS_FOLDER / f"seed-{seed}", batch["name"], dataset)
             seed_scorer.add(batch, {"radiodiff": seed_maps})
         end = start + len(batch["name"])
         raw = {m: torch.from_numpy(np.array(a[start:end])) for m, a in floats.items()} if floats else None
-        scorer.add(batch, preds, raw)
+        std = read_std(spread, batch["name"]) if calibration else None
+        scorer.add(batch, preds, raw, std)
         start = end
     summary, rows = scorer.result(timing)
     if by_seed:
@@ -326,10 +410,65 @@ def run(params: dict, dataset: str, samples, out, root=None, crops=None) -> dict
             "split_rule": describe_split(source.data["split"]),
             "physics_exponent": timing["physics"].get("exponent"),
         }
+    if ENSEMBLE_METHOD in summary:
+        summary[ENSEMBLE_METHOD]["k"] = timing[ENSEMBLE_METHOD]["k"]
+    extra["headline"] = headline_note(summary)
+    extra.update(structure_protocol(mpp, lpips, inception, len(items)))
+    extra["uncertainty"] = (
+        f"'uncertainty': the spread of {ENSEMBLE_METHOD}'s K = {k} samples against its error, on the "
+        f"'{CALIBRATION_SCOPE[dataset]}' pixels"
+        if calibration
+        else "none: needs sample.ensemble with sample.seeds >= 2 (RadioUNet and physics give one map per input)"
+    )
     summary["protocol"] = protocol(dataset, items, source.db_per_unit, "test", **extra)
     write_outputs(out, summary, rows)
     print(headline_table(summary), file=sys.stderr)
     return {"stage": f"evaluate_{dataset}", "out": str(out)}
+
+
+def perceptual_scorers(section: dict):
+    """LPIPS and the Inception network the ``evaluate`` params section asks for (None when not)."""
+    from radiodiff.evaluate.perceptual import InceptionFeatures, LPIPSScore
+
+    lpips = None
+    if section.get("lpips"):
+        lpips = LPIPSScore(section.get("lpips_net", "vgg"), section.get("lpips_backbone_path"))
+    inception = InceptionFeatures(section["fid_weights"]) if section.get("fid_weights") else None
+    return lpips, inception
+
+
+def structure_protocol(mpp: float | None, lpips=None, inception=None, n: int = 0) -> dict:
+    """How the structure and perceptual scores were taken, for the summary's protocol."""
+    from radiodiff.metrics import RELATIVE_ERROR_EPS
+
+    out = {
+        "relative_error": (
+            f"mean over the scored pixels of clip(sqrt(|p - t| / (|t| + {RELATIVE_ERROR_EPS:g})), 0, 1) on the maps "
+            "taken to [-1, 1] (2 x unit - 1), as the Enhanced suite's compare_images.py"
+        ),
+        "peak_distance": (
+            "distance between the brightest scored pixel of the prediction and of the truth (ties: the centroid of "
+            "the maximal pixels), in pixels"
+            + (f" and in metres at {mpp:g} m per pixel" if mpp else "")
+            + "; peak_hit's mean is the share of maps at distance 0"
+        ),
+        "sharpness_ratio": (
+            "var(L(p)) / var(L(t)) over the scored pixels, L the 4-neighbour Laplacian [[0,1,0],[1,-4,1],[0,1,0]] "
+            "(OpenCV cv2.Laplacian ksize=1) with reflected borders; null for a constant truth, left out of the means"
+        ),
+        "lpips": lpips.describe() if lpips else "left out (evaluate.lpips: false)",
+        "fid_kid": inception.describe(n) if inception else "left out (evaluate.fid_weights: null)",
+    }
+    return out
+
+
+def headline_note(summary: dict) -> dict:
+    """Which RadioDiff entry is the headline: the mean of its K samples when the sample stage
+    drew it (``sample.ensemble``), else the single sample (RadioDiff's published protocol)."""
+    if ENSEMBLE_METHOD in summary:
+        k = summary[ENSEMBLE_METHOD]["k"]
+        return {"radiodiff": ENSEMBLE_METHOD, "k": k, "what": f"the per-pixel mean of {k} samples per map"}
+    return {"radiodiff": "radiodiff", "k": 1, "what": "a single sample per map (RadioDiff's published protocol)"}
 
 
 def seed_spread(per_seed: dict[int, dict]) -> dict:
@@ -352,10 +491,10 @@ def seed_spread(per_seed: dict[int, dict]) -> dict:
 
 def headline_table(summary: dict) -> str:
     """A plain-text table of the headline metrics (for logs and the CLI)."""
-    lines = [f"{'method':<10} " + " ".join(f"{k:>10}" for k in (*HEADLINE, "ms_per_map"))]
+    lines = [f"{'method':<14} " + " ".join(f"{k:>10}" for k in (*HEADLINE, "ms_per_map"))]
     for m, s in summary.items():
         if m in NOT_METHODS:
             continue
         vals = [s.get(k, float("nan")) for k in (*HEADLINE, "ms_per_map")]
-        lines.append(f"{m:<10} " + " ".join(f"{v:>10.4g}" for v in vals))
+        lines.append(f"{m:<14} " + " ".join(f"{v:>10.4g}" for v in vals))
     return "\n".join(lines)

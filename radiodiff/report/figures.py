@@ -19,8 +19,20 @@ from matplotlib.figure import Figure
 
 from radiodiff.core.errors import ParamsError
 
-METHOD_COLORS = {"radiodiff": "tab:blue", "radiounet": "tab:orange", "physics": "tab:green"}
-METHOD_LABELS = {"radiodiff": "RadioDiff", "radiounet": "RadioUNet", "physics": "physics"}
+METHOD_COLORS = {
+    "radiodiff": "tab:blue",
+    "radiodiff_mean": "tab:purple",  # sample.ensemble: the mean of the K samples
+    "radiounet": "tab:orange",
+    "physics": "tab:green",
+    "radiounet_vae": "tab:red",  # RadioUNet's maps through the LDM's VAE: what the first stage costs
+}
+METHOD_LABELS = {
+    "radiodiff": "RadioDiff",
+    "radiodiff_mean": "RadioDiff, mean of K samples",
+    "radiounet": "RadioUNet",
+    "physics": "physics",
+    "radiounet_vae": "RadioUNet through the VAE",
+}
 # columns of a training log that are not loss terms
 NON_TERMS = ("step", "epoch", "step_time_s", "wall_s", "skipped_nonfinite")
 NON_TERM_PREFIXES = ("lr/", "grad_norm/", "val/")
@@ -191,31 +203,40 @@ def phase_table(log: pd.DataFrame, disc_start: int) -> list[dict]:
 def sample_grid_figure(
     rows: list[dict], unit: str, style: Style, vmin: float, vmax: float, methods: dict | None = None
 ) -> Figure:
-    """Rows of condition | ground truth | each method | |RadioDiff − truth|, in dB.
+    """Rows of condition | ground truth | each method | |RadioDiff − truth| (| the std of
+    RadioDiff's samples), in dB.
 
     Each row dict: ``name``, ``condition`` (H×W or H×W×3 on [0, 1]), ``truth``, one map per key
     of ``methods`` (key → column title; default RadioDiff and RadioUNet; dB, NaN where not
-    scored), ``tx`` (row, col) or None.
+    scored), ``tx`` (row, col) or None, and optionally ``uncertainty`` (the per-pixel std of
+    RadioDiff's samples, dB) in every row: then a last column shows it.
     """
     methods = methods or {"radiodiff": "RadioDiff", "radiounet": "RadioUNet"}
+    spread = all("uncertainty" in r for r in rows)
     cols = ("condition", "ground truth", *methods.values(), "|RadioDiff − truth|")
     last = len(cols) - 1
+    if spread:
+        cols += ("std of RadioDiff's samples",)
     fig = style.figure(2.3 * len(cols) + 0.8, 2.25 * len(rows) + 0.4)
     axes = fig.subplots(len(rows), len(cols), squeeze=False)
     err_max = max(
         [float(np.nanmax(np.abs(r["radiodiff"] - r["truth"]))) for r in rows if np.isfinite(r["truth"]).any()] + [1.0]
     )
+    std_max = max([float(np.nanmax(r["uncertainty"])) for r in rows if spread] + [1e-6])
     for i, r in enumerate(rows):
         err = np.abs(r["radiodiff"] - r["truth"])
         panels = (r["condition"], r["truth"], *(r[m] for m in methods), err)
+        panels += (r["uncertainty"],) if spread else ()
         for j, img in enumerate(panels):
             ax = axes[i, j]
             if j == 0:
                 ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
             elif j < last:
                 im = ax.imshow(img, cmap=style.cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            else:
+            elif j == last:
                 eim = ax.imshow(img, cmap=style.error_cmap, vmin=0, vmax=err_max, interpolation="nearest")
+            else:
+                sim = ax.imshow(img, cmap=style.error_cmap, vmin=0, vmax=std_max, interpolation="nearest")
             if r.get("tx") is not None and j < 2:
                 ax.plot(r["tx"][1], r["tx"][0], marker="*", color="red", ms=8, mec="white", mew=0.6)
             ax.set_xticks([])
@@ -227,6 +248,8 @@ def sample_grid_figure(
         axes[i, last].set_xlabel(f"RMSE {rmse:.2f} dB", fontsize=max(5.0, style.font_size - 1))
     fig.colorbar(im, ax=axes[:, 1:last], shrink=0.8, label=unit)
     fig.colorbar(eim, ax=axes[:, last], shrink=0.8, label="absolute error (dB)")
+    if spread:
+        fig.colorbar(sim, ax=axes[:, last + 1], shrink=0.8, label="std (dB)")
     return fig
 
 
@@ -394,4 +417,121 @@ def dag_figure(nodes: dict[str, str], edges: list[tuple[str, str]], style: Style
     ax.set_xlim(-0.2, width + 0.2)
     ax.set_ylim(-max(layers, default=0) - 0.6, 0.6)
     ax.set_axis_off()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- compare
+
+
+def _finite(rows: list[dict], metric: str) -> np.ndarray:
+    v = np.array([r[metric] for r in rows], dtype=np.float64)
+    return v[np.isfinite(v)]
+
+
+def metric_histograms_figure(rows: list[dict], metrics: list[str], style: Style, title: str) -> Figure:
+    """One histogram per metric over the compared pairs, the mean dashed (undefined and infinite
+    values left out, counted in the title)."""
+    ncols = min(4, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = style.figure(3.0 * ncols, 2.4 * nrows + 0.4)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, metric in zip(axes, metrics, strict=False):
+        v = _finite(rows, metric)
+        left = len(rows) - len(v)
+        if len(v):
+            ax.hist(v, bins=min(30, max(5, len(v) // 3)), color="tab:blue", alpha=0.75, edgecolor="white")
+            ax.axvline(float(v.mean()), color="tab:red", ls="--", lw=1.2, label=f"mean {v.mean():.4g}")
+            ax.legend(fontsize=max(5.0, style.font_size - 2))
+        else:
+            ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="gray")
+        ax.set_title(metric + (f" ({left} left out)" if left else ""))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(metrics) :]:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=style.font_size + 1)
+    return fig
+
+
+def relative_error_figure(hist: np.ndarray, mean: float, style: Style, title: str) -> Figure:
+    """The per-pixel relative error pooled over every pair: a density histogram on [0, 1]."""
+    fig = style.figure(6.0, 3.2)
+    ax = fig.subplots()
+    edges = np.linspace(0.0, 1.0, len(hist) + 1)
+    total = max(int(hist.sum()), 1)
+    density = hist / total / np.diff(edges)
+    ax.bar(edges[:-1], density, width=np.diff(edges), align="edge", color="tab:blue", alpha=0.6, lw=0)
+    if np.isfinite(mean):
+        ax.axvline(mean, color="tab:red", ls="--", lw=1.2, label=f"mean of the per-map means {mean:.4g}")
+        ax.legend()
+    ax.set_xlabel("relative error per pixel, clip(sqrt(|p - t| / (|t| + 1e-8)), 0, 1)")
+    ax.set_ylabel("density")
+    ax.set_title(f"{title} ({hist.sum():,} pixels)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def metrics_boxplot_figure(rows: list[dict], metrics: list[str], style: Style, title: str) -> Figure:
+    """A box plot per metric (each on its own scale) with every pair as a dot."""
+    fig = style.figure(1.9 * len(metrics) + 0.6, 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)).ravel()
+    rng = np.random.default_rng(0)
+    for ax, metric in zip(axes, metrics, strict=True):
+        v = _finite(rows, metric)
+        if len(v):
+            ax.boxplot([v], tick_labels=[metric], showfliers=False, widths=0.5)
+            ax.scatter(1 + rng.uniform(-0.15, 0.15, len(v)), v, s=5, alpha=0.45, color="tab:blue")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=style.font_size + 1)
+    return fig
+
+
+def compare_samples_figure(shown: list[dict], unit: str, style: Style, vmin: float, vmax: float) -> Figure:
+    """Rows of truth | prediction | |error|, all in dB (each row dict: ``name``, ``truth``,
+    ``pred`` in dB, NaN where not scored)."""
+    fig = style.figure(3 * 2.3 + 0.8, 2.25 * len(shown) + 0.4)
+    axes = fig.subplots(len(shown), 3, squeeze=False)
+    errors = [np.abs(r["pred"] - r["truth"]) for r in shown]
+    err_max = max([float(np.nanmax(e)) for e in errors if np.isfinite(e).any()] + [1.0])
+    for i, (r, err) in enumerate(zip(shown, errors, strict=True)):
+        im = axes[i, 0].imshow(r["truth"], cmap=style.cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        axes[i, 1].imshow(r["pred"], cmap=style.cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        eim = axes[i, 2].imshow(err, cmap=style.error_cmap, vmin=0, vmax=err_max, interpolation="nearest")
+        for j, label in enumerate(("truth", "prediction", "|prediction − truth|")):
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(label)
+        axes[i, 0].set_ylabel(r["name"], fontsize=max(5.0, style.font_size - 2))
+        rmse = float(np.sqrt(np.nanmean(err**2))) if np.isfinite(err).any() else float("nan")
+        axes[i, 2].set_xlabel(f"RMSE {rmse:.2f} dB", fontsize=max(5.0, style.font_size - 1))
+    fig.colorbar(im, ax=axes[:, :2], shrink=0.8, label=unit)
+    fig.colorbar(eim, ax=axes[:, 2], shrink=0.8, label="absolute error (dB)")
+    return fig
+
+
+def reliability_figure(calibration: dict, style: Style, title: str) -> Figure:
+    """The reliability curve of the ensemble's spread (``uncertainty`` of a summary): each std bin's
+    observed RMSE of the mean against its RMS predicted std, the t model's expectation
+    (√(1 + 1/K) × std) dashed, and the share of pixels per bin as faint bars."""
+    rel = calibration["reliability"]
+    keep = [i for i, n in enumerate(rel["pixels"]) if n > 0]
+    x = np.array([rel["predicted_std_db"][i] for i in keep], dtype=float)
+    observed = np.array([rel["observed_rmse_db"][i] for i in keep], dtype=float)
+    expected = np.array([rel["expected_rmse_db"][i] for i in keep], dtype=float)
+    share = np.array([rel["pixels"][i] for i in keep], dtype=float)
+    fig = style.figure(5.5, 3.4)
+    ax = fig.subplots()
+    twin = ax.twinx()
+    width = np.maximum(0.15 * x, 0.05)
+    twin.bar(x, 100 * share / max(share.sum(), 1), width=width, color="0.85")
+    twin.set_ylabel("share of pixels (%)")
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.plot(x, observed, "o-", color=METHOD_COLORS["radiodiff"], label="observed RMSE of the mean")
+    ax.plot(x, expected, "--", color="0.3", label=f"calibrated: std × √(1 + 1/{calibration['k']})")
+    ax.set_xlabel(f"predicted std of the {calibration['k']} samples (dB, RMS per bin)")
+    ax.set_ylabel("RMSE (dB)")
+    ax.set_title(title)
+    ax.legend(fontsize=max(5.0, style.font_size - 1))
+    ax.grid(alpha=0.3)
     return fig

@@ -1,6 +1,7 @@
 """The rows of the results' sample grids: for each chosen test sample its condition, the Tx, the
 ground truth and each method's map, in dB, read back through the datasets' own readers (so the
-grid shows exactly what the evaluation scored)."""
+grid shows exactly what the evaluation scored), and, where the sample stage wrote it
+(``sample.ensemble``), the per-pixel std of RadioDiff's samples in dB."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from radiodiff.core.encodings import unit_to_gain_db, unit_to_pl_db
+from radiodiff.core.encodings import ICASSP_DB_PER_UNIT, gain_db_per_unit, unit_to_gain_db, unit_to_pl_db
 from radiodiff.core.errors import DataError
 from radiodiff.core.io import read_png
 from radiodiff.data.icassp import ICASSPCropDataset
 from radiodiff.data.items import radiomapseer_dataset
-from radiodiff.evaluate.maps import read_maps
+from radiodiff.evaluate.maps import UNCERTAINTY_FOLDER, read_maps, read_std
 from radiodiff.metrics import zero_buildings
 
 
@@ -37,6 +38,9 @@ def radiomapseer_grid_rows(root: Path, data: dict, samples: Path, names: list[st
         for method in ("radiodiff", "radiounet"):
             pred = zero_buildings(read_maps(samples / method, [name], "radiomapseer"), item["buildings"][None])
             row[method] = db(pred[0, 0].numpy())
+        if (samples / UNCERTAINTY_FOLDER).is_dir():
+            std = read_std(samples / UNCERTAINTY_FOLDER, [name])[0, 0].numpy()
+            row["uncertainty"] = std * gain_db_per_unit(data["gain_threshold"])
         rows.append(row)
     return rows
 
@@ -61,5 +65,8 @@ def icassp_grid_rows(crops: Path, samples: Path, names: list[str]) -> list[dict]
         for method in ("radiodiff", "radiounet"):
             pl = read_png(samples / method / f"{name}.png", "L").astype(np.float64)
             row[method] = np.where(valid, pl, np.nan)
+        if (samples / UNCERTAINTY_FOLDER).is_dir():
+            std = read_std(samples / UNCERTAINTY_FOLDER, [name])[0, 0].numpy()
+            row["uncertainty"] = np.where(valid, std * ICASSP_DB_PER_UNIT, np.nan)
         rows.append(row)
     return rows

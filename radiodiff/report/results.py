@@ -1,6 +1,7 @@
 """The report's results per dataset: the metrics tables (every scope, the VAE ceiling, the spread
-over sampling seeds, ratios with bootstrap intervals, published numbers), quality per training
-cost, the sample grid, per-sample distributions, the error by distance and line of sight, and
+over sampling seeds, ratios with bootstrap intervals, published numbers), the structure and
+perceptual scores, quality per training cost, the sample grid, per-sample distributions, the
+error by distance and line of sight, the calibration of RadioDiff's spread over its samples, and
 ICASSP's per-building and per-band breakdowns. Reads the evaluation's ``summary.json`` and
 ``per_sample.csv``, the sampled maps, the training logs and ``benchmark.json``."""
 
@@ -21,7 +22,10 @@ from radiodiff.report.inputs import read_csv
 from radiodiff.report.texts import DATASETS, PUBLISHED_ICASSP, PUBLISHED_RADIOMAPSEER
 
 METRIC_COLUMNS = ("nmse", "rmse", "ssim", "psnr", "mae", "rmse_db", "rmse_whole_set", "n_images", "ms_per_map")
-HIGHER_IS_BETTER = {"ssim", "psnr"}
+# the structure scores (radiodiff.metrics) and, where the evaluation took them, LPIPS, FID and KID
+STRUCTURE_COLUMNS = ("relative_error", "peak_distance_m", "peak_hit", "sharpness_ratio", "lpips", "fid", "kid")
+HIGHER_IS_BETTER = {"ssim", "psnr", "peak_hit"}
+NOT_RANKED = {"n_images", "ms_per_map", "sharpness_ratio"}  # no best: counts, time, a ratio whose ideal is 1
 CEILING_VAE = {"radiomapseer": "radiomapseer", "icassp": "radio"}  # the VAE whose latents each LDM samples
 FIRST_STAGE = {"radiomapseer": ("radiomapseer",), "icassp": ("building", "antenna", "radio")}  # each LDM's VAEs
 SCOPE = {"radiomapseer": "all", "icassp": "valid"}  # the headline scope of each dataset's evaluation
@@ -39,6 +43,7 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
     _intro(doc, dataset, summary, read_json(samples / "sampling.json"))
     ceiling = _ceiling(results, dataset)
     _metrics_table(doc, dataset, summary, ceiling)
+    _structure_table(doc, dataset, summary)
     _seed_spread(doc, summary)
     _quality_per_cost(doc, dataset, results, summary, ceiling)
     _ratios(doc, summary)
@@ -46,6 +51,7 @@ def dataset_section(doc: Doc, dataset: str, results: Path, root: Path, data: dic
     _sample_grid(doc, dataset, root, data, samples, per_sample)
     _distributions(doc, dataset, per_sample)
     _error_profile(doc, dataset, summary)
+    _uncertainty(doc, dataset, summary)
     if dataset == "icassp":
         _icassp_breakdowns(doc, summary)
     return summary
@@ -67,20 +73,20 @@ def _intro(doc: Doc, dataset: str, summary: dict, sampling: dict) -> None:
     doc.para(" ".join(f"{t[0].upper()}{t[1:]}." for t in sentences if t))
 
 
-def _metrics_rows(summary: dict, scope: str | None = None) -> tuple[list[dict], dict]:
+def _metrics_rows(summary: dict, scope: str | None = None, columns=METRIC_COLUMNS) -> tuple[list[dict], dict]:
     rows = []
     for method in F.METHOD_COLORS:
         if method not in summary:
             continue
         s = summary[method] if scope is None else summary[method].get(scope, {})
         row = {"method": F.METHOD_LABELS[method]}
-        row.update({k: s.get(k) for k in METRIC_COLUMNS if k in s})
-        if scope is not None and "ms_per_map" in summary[method]:
+        row.update({k: s.get(k) for k in columns if k in s})
+        if scope is not None and "ms_per_map" in summary[method] and "ms_per_map" in columns:
             row["ms_per_map"] = summary[method]["ms_per_map"]
         rows.append(row)
     best = {}
-    for col in METRIC_COLUMNS:
-        if col in ("n_images", "ms_per_map"):
+    for col in columns:
+        if col in NOT_RANKED:
             continue
         vals = [(i, r[col]) for i, r in enumerate(rows) if isinstance(r.get(col), int | float)]
         if vals:
@@ -103,6 +109,13 @@ def _metrics_table(doc: Doc, dataset: str, summary: dict, ceiling: dict) -> None
     if ceiling:  # after `best`: the first stage's reconstruction is a bound, not a competitor
         rows.append({"method": "VAE ceiling (reconstruction)", **ceiling})
     doc.table(rows, css="metrics", best=best, html_id=f"metrics-{dataset}")
+    headline = summary.get("protocol", {}).get("headline")
+    if headline:
+        doc.para(
+            f"RadioDiff's headline: {headline['what']} (`{headline['radiodiff']}`; RadioDiff's published protocol "
+            "is a single sample, the `RadioDiff` row). `RadioUNet through the VAE`: RadioUNet's maps encoded by "
+            "RadioDiff's first stage and decoded from the posterior mean, the error the VAE adds to a good map."
+        )
     if ceiling and isinstance(summary.get("radiodiff", {}).get("nmse"), int | float) and ceiling.get("nmse"):
         doc.para(
             f"VAE ceiling: the first-stage VAE that RadioDiff's latents come from reconstructs the same test "
@@ -110,6 +123,30 @@ def _metrics_table(doc: Doc, dataset: str, summary: dict, ceiling: dict) -> None
             f"NMSE is {summary['radiodiff']['nmse'] / ceiling['nmse']:.2f}× that. No diffusion model on these "
             "latents can go below the ceiling."
         )
+
+
+def _structure_table(doc: Doc, dataset: str, summary: dict) -> None:
+    """The structure scores on the headline scope, and LPIPS, FID and KID where they were taken."""
+    rows, best = _metrics_rows(summary, columns=STRUCTURE_COLUMNS)
+    if not any(len(r) > 1 for r in rows):
+        return  # an evaluation from before these scores
+    protocol = summary.get("protocol", {})
+    n_fid = next((summary[m]["n_fid"] for m in F.METHOD_COLORS if "n_fid" in summary.get(m, {})), None)
+    doc.para(
+        "Structure scores on the same scope, as the Enhanced suite's comparison tool reports them: the relative "
+        "error (mean of clip(√(|p − t| / (|t| + 1e-8)), 0, 1) on maps in [−1, 1]); the distance in metres between "
+        "the brightest points of prediction and truth (RadioDiff's convergence check: the Tx is the brightest "
+        "point) and `peak_hit`, the share of maps where they coincide; the sharpness ratio var(Laplacian(p)) / "
+        "var(Laplacian(t)) (1: as sharp as the truth, below 1 smoother; not ranked). "
+        + (
+            f"FID and KID compare each method's {n_fid} test maps with the {n_fid} ground truths (small n biases "
+            "FID upwards: compare FIDs only at equal n). "
+            if n_fid
+            else f"FID and KID: {protocol.get('fid_kid', 'not taken')}. "
+        )
+        + ("" if any("lpips" in r for r in rows) else f"LPIPS: {protocol.get('lpips', 'not taken')}.")
+    )
+    doc.table(rows, css="metrics", best=best, html_id=f"structure-{dataset}")
 
 
 def _seed_spread(doc: Doc, summary: dict) -> None:
@@ -240,11 +277,14 @@ def _sample_grid(
     else:
         grid = icassp_grid_rows(root, samples, chosen)
         unit, vmin, vmax = "path loss (dB)", PL_MIN_DB, PL_MAX_DB
+    spread = bool(grid) and all("uncertainty" in r for r in grid)
     doc.figure(
         partial(F.sample_grid_figure, grid, unit, doc.style, vmin, vmax),
         f"samples_{dataset}",
         f"{title}: {len(grid)} test samples evenly spaced over the split. Condition (the Tx is the red star), "
-        "ground truth, RadioDiff, RadioUNet, and RadioDiff's absolute error, all in dB"
+        "ground truth, RadioDiff, RadioUNet, and RadioDiff's absolute error"
+        + (", then the per-pixel standard deviation of RadioDiff's samples (its uncertainty)" if spread else "")
+        + ", all in dB"
         + (" (padded pixels blank)." if dataset == "icassp" else "."),
     )
 
@@ -286,6 +326,47 @@ def _error_profile(doc: Doc, dataset: str, summary: dict) -> None:
             for m, v in sight["rmse_db"].items()
             if m in F.METHOD_LABELS
         ]
+    )
+
+
+def _uncertainty(doc: Doc, dataset: str, summary: dict) -> None:
+    """How well the spread of RadioDiff's samples predicts the error of their mean (the
+    ``uncertainty`` of the summary): a table beside the methods that have no spread, and the
+    reliability curve; or why there is none."""
+    title = DATASETS[dataset]
+    calib = summary.get("uncertainty")
+    doc.heading(f"{title}: uncertainty", 3, f"uncertainty-{dataset}")
+    if not calib:
+        note = summary.get("protocol", {}).get("uncertainty", "none: the sample stage drew one sample per map")
+        doc.para(f"No per-pixel uncertainty: {note}.")
+        return
+    k, cover, rank = calib["k"], calib["coverage"], calib["rank_correlation"]
+    t = cover["t_interval"]
+    doc.para(
+        f"RadioDiff draws {k} samples per test map; their per-pixel standard deviation (ddof 1) is its uncertainty "
+        f"and their mean the map scored (`{calib['method']}`). On the `{calib['scope']}` pixels "
+        f"({fmt(calib['pixels'])}): if the truth were one more draw, (truth − mean) / (std·√(1 + 1/{k})) would follow "
+        f"Student's t with {k - 1} degrees of freedom, so mean ± {fmt(t['t'])}·std·√(1 + 1/{k}) would hold "
+        f"{t['level']:.0%} of the truth pixels. Spearman's ρ ranks the test images by their RMS std and by their "
+        "RMSE."
+    )
+    rows = [
+        {
+            "method": f"RadioDiff (mean of {k})",
+            "spread": f"std of its {k} samples",
+            "share within ±2σ": cover["within_2sigma"],
+            f"share within the t interval ({t['level']:.0%})": t["share"],
+            "Spearman ρ (std, RMSE)": rank["spearman"],
+            "images": rank["n_images"],
+        }
+    ]
+    rows += [{"method": F.METHOD_LABELS[m], "spread": why} for m, why in calib["none"].items()]
+    doc.table(rows)
+    doc.figure(
+        partial(F.reliability_figure, calib, doc.style, f"{title}: reliability of RadioDiff's spread"),
+        f"reliability_{dataset}",
+        f"{title}: the RMSE of RadioDiff's {k}-sample mean against the predicted std, pixels binned by their std "
+        f"(dB); dashed, what a calibrated spread gives (std × √(1 + 1/{k})); grey bars, the share of pixels per bin.",
     )
 
 

@@ -138,9 +138,10 @@ NETWORK_ROWS = {
 }
 
 
-def departures(block_styles: dict[str, str]) -> list[tuple[str, str, str, str]]:
+def departures(block_styles: dict[str, str], extra=()) -> list[tuple[str, str, str, str]]:
     """:data:`DEPARTURES` with the Swin and U-Net rows of the run's ``block_styles`` (dataset name
-    -> ``train_ldm_{dataset}.model.block_style``), one pair per style the run used."""
+    -> ``train_ldm_{dataset}.model.block_style``), one pair per style the run used, and the
+    ``extra`` rows of the run's own choices after the U-Net's."""
     swin_rows, unet_rows = [], []
     styles = sorted(set(block_styles.values()))
     for style in styles:
@@ -149,4 +150,4 @@ def departures(block_styles: dict[str, str]) -> list[tuple[str, str, str, str]]:
         (swin, swin_why), (unet, unet_why) = NETWORK_ROWS[style]
         swin_rows.append(("Swin condition encoder" + where, SWIN_PAPER, swin, swin_why))
         unet_rows.append(("U-Net details" + where, UNET_PAPER, unet, unet_why))
-    return [*DEPARTURES[:3], *swin_rows, *DEPARTURES[3:-4], *unet_rows, *DEPARTURES[-4:]]
+    return [*DEPARTURES[:3], *swin_rows, *DEPARTURES[3:-4], *unet_rows, *extra, *DEPARTURES[-4:]]

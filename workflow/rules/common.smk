@@ -15,7 +15,7 @@ from radiodiff.dag.stages import (
     DVC_PARAMS,
     SNAKEMAKE_PARAMS,
     STAGES,
-    init_deps,
+    param_deps,
     resolve,
 )
 
@@ -89,11 +89,13 @@ def stage_gpus(stage):
 
 
 def stage_inputs(stage):
-    """Data inputs (dataset roots resolved from the config) and the library files the stage runs."""
+    """Data inputs (dataset roots resolved from the config), the inputs a params value names
+    (init_from folders, the evaluate stages' weight files) and the library files the stage runs.
+    """
     s = STAGES[stage]
     return (
         [resolve(d, config) for d in s.deps]
-        + init_deps(stage, config)
+        + param_deps(stage, config)
         + code_deps(s.handler)
     )
 
