@@ -151,13 +151,11 @@ def to_unit(dataset: str, png: np.ndarray) -> np.ndarray:
 
 
 def _batches(pairs: list[Pair], dataset: str) -> Iterator[tuple[list[Pair], np.ndarray, np.ndarray]]:
-    """Consecutive pairs of one size, read and checked: (pairs, truth PNGs, prediction PNGs)."""
+    """Consecutive pairs of one size, read (sizes already checked by :func:`check_pairs`):
+    (pairs, truth PNGs, prediction PNGs)."""
     group: list[tuple[Pair, np.ndarray, np.ndarray]] = []
     for pair in pairs:
         truth, pred = read_gray(pair.truth), read_gray(pair.pred)
-        if truth.shape != pred.shape:
-            raise DataError(f"{pair.pred}: {pred.shape[1]}x{pred.shape[0]} pixels, its truth {pair.truth} "
-                            f"{truth.shape[1]}x{truth.shape[0]}")  # fmt: skip
         if group and (len(group) == BATCH or group[0][1].shape != truth.shape):
             yield [g[0] for g in group], np.stack([g[1] for g in group]), np.stack([g[2] for g in group])
             group = []

@@ -128,7 +128,7 @@ def reconstruction_ceiling(vae: AutoencoderKL, dataset: str, source, data: dict 
         target = ((batch["target"] + 1) / 2).clamp(0, 1).float()
         mean = vae.encode(batch["target"].float()).mode()
         masks = scope_masks(dataset, batch)
-        first, second = masks  # the headline scope, then the other
+        first, second = masks  # the headline scope, then the other (the same names in every batch)
         for level in levels:
             z = mean + level * sigma.view(1, -1, 1, 1) * torch.randn(mean.shape, generator=generator) if level else mean
             pred = ((vae.decode(z) + 1) / 2).clamp(0, 1)
@@ -137,7 +137,6 @@ def reconstruction_ceiling(vae: AutoencoderKL, dataset: str, source, data: dict 
             for scope, mask in masks.items():
                 acc = accs.setdefault((level, scope), MetricAccumulator(db_per_unit=data_source.db_per_unit))
                 acc.add(pred, target, mask=mask)
-    first, second = list(scope_masks(dataset, next(iter(item_batches(items, 1)))))
     top, other = accs[0.0, first].summary(), accs[0.0, second].summary()
     noisy = {
         f"{level:g}": {k: _finite(accs[level, first].summary()[k]) for k in ("nmse", "rmse_db")}
